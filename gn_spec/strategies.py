@@ -1,0 +1,437 @@
+"""Input generation for the conformance checker.
+
+Hypothesis draws the *structure* of a case (shape, groups, eps, affine, a data recipe with its parameters
+and a seed) as a small frozen :class:`Case`; :func:`materialize` fills the tensors with numpy from the seed.
+Shrinking therefore works on the structure (towards small shapes, ``eps=1e-5``, plain normal data, seed 0)
+and a tensor of a million elements costs Hypothesis nothing.
+
+Every value :func:`materialize` returns is a float64 array whose entries are exactly representable in the
+dtype under test, so the target and the float64 reference see the same real numbers.
+
+Data recipes (``Case.data``), each per (sample, group) block of m elements:
+
+``plain``     x ~ N(0, 1).
+``offset``    x = mu_g + sigma_g z, z ~ N(0, 1), sigma_g = 10**log10_scale * 2**U(-2, 2) and
+              |mu_g| / sigma_g = 10**log10_offset * 2**U(-1, 0) with a random sign: the conditioning kappa.
+``near_eps``  as ``offset`` but sigma_g**2 = eps * 2**U(-2, 2): the variance is comparable to eps.
+``constant``  every group is constant, x = mu_g with |mu_g| = 10**log10_scale * 2**U(0, 1).
+``wide``      x = +-10**(log10_scale + U(-3, 3)): magnitudes over six decades inside one group.
+``exact``     exact statistics (see :func:`exact_statistics_group`): every partial sum of x and of (x -
+mu)**2 is
+              exactly representable in the accumulation precision, so the mean and the sum of squares come out
+              exact in any summation order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+PROFILES = ("quick", "default", "thorough")
+AFFINES = ("none", "weight", "weight_bias")
+# Order matters: Hypothesis shrinks a sampled_from towards its first element.
+RECIPES = ("plain", "offset", "exact", "near_eps", "constant", "wide")
+EPS_VALUES = (1e-5, 1e-3, 1e-6, 0.1, 1.0, 1e-10)
+
+Dtype = Literal["float16", "bfloat16", "float32", "float64"]
+
+# Significand bits p (including the implicit bit) of each dtype, and of the precision its reductions are
+# required to use (float32 at least; see SPEC.md, error model).
+SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+ACCUMULATION_BITS = {"float16": 24, "bfloat16": 24, "float32": 24, "float64": 53}
+
+
+@dataclass(frozen=True)
+class Case:
+    """The structure of one generated input; :func:`materialize` turns it into arrays.
+
+    ``log10_offset`` and ``log10_scale`` parametrize the data recipe (see the module docstring);
+    ``grad_offset`` is the mean of the upstream gradient (grad_output = grad_offset + N(0, 1)).
+    """
+
+    shape: tuple[int, ...]
+    num_groups: int
+    eps: float = 1e-5
+    affine: str = "weight_bias"
+    data: str = "plain"
+    seed: int = 0
+    log10_offset: int = 0
+    log10_scale: int = 0
+    grad_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.shape) < 2 or any(not isinstance(s, int) or s < 0 for s in self.shape):
+            raise ValueError(f"shape={self.shape!r} must be (N, C, *spatial) with non-negative ints")
+        if self.affine not in AFFINES:
+            raise ValueError(f"affine={self.affine!r} is not one of {AFFINES}")
+        if self.data not in RECIPES:
+            raise ValueError(f"data={self.data!r} is not one of {RECIPES}")
+        if not (isinstance(self.num_groups, int) and self.num_groups >= 1):
+            raise ValueError(f"num_groups={self.num_groups!r} must be a positive int")
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1]
+
+    @property
+    def valid(self) -> bool:
+        """True when num_groups divides C (a valid GroupNorm input)."""
+        return self.shape[1] % self.num_groups == 0
+
+    @property
+    def group_size(self) -> int:
+        """m = (C / G) * prod(spatial), the number of elements normalized together."""
+        return (self.shape[1] // self.num_groups) * math.prod(self.shape[2:])
+
+    def describe(self) -> str:
+        """One line for a human: shape, groups, eps, affine and how the data was built."""
+        recipe = {
+            "plain": "x ~ N(0, 1)",
+            "offset": f"x = mu_g + sigma_g*N(0,1), sigma_g ~ 1e{self.log10_scale}, "
+            f"|mu_g|/sigma_g ~ 1e{self.log10_offset}",
+            "near_eps": "x = mu_g + sigma_g*N(0,1), sigma_g**2 ~ eps, "
+            f"|mu_g|/sigma_g ~ 1e{self.log10_offset}",
+            "constant": f"every group constant, |x| ~ 1e{self.log10_scale}",
+            "wide": f"x = +-10**(U(-3, 3)), magnitudes around 1e{self.log10_scale}",
+            "exact": f"exact-statistics data (order-independent sums), |mean|/std ~ 1e{self.log10_offset}",
+        }[self.data]
+        grad = f", grad_output = {self.grad_offset:g} + N(0,1)" if self.grad_offset else ""
+        m = self.group_size if self.valid else "?"
+        return (
+            f"shape={self.shape} num_groups={self.num_groups} (group size m={m})"
+            f" eps={self.eps:g} affine={self.affine}; {recipe}{grad}; seed={self.seed}"
+        )
+
+    def to_python(self, dtype: str = "float32") -> str:
+        """A Python snippet that rebuilds the exact inputs of this case as numpy arrays of ``dtype``."""
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        np_dtype = "float32" if dtype == "bfloat16" else dtype
+        note = (
+            "  # bfloat16 values held exactly in float32 (numpy has no bfloat16)"
+            if dtype == "bfloat16"
+            else ""
+        )
+        return (
+            "import numpy as np\n"
+            "from gn_spec.strategies import Case, materialize\n\n"
+            f"case = Case({args})\n"
+            f"inputs = materialize(case, {dtype!r})\n"
+            f"x = inputs.x.astype(np.{np_dtype}){note}\n"
+            f"weight = None if inputs.weight is None else inputs.weight.astype(np.{np_dtype})\n"
+            f"bias = None if inputs.bias is None else inputs.bias.astype(np.{np_dtype})\n"
+            f"grad_output = inputs.grad_output.astype(np.{np_dtype})\n"
+            f"num_groups, eps = {self.num_groups!r}, {self.eps!r}\n"
+        )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Materialized float64 arrays, every entry exactly representable in the dtype they were built for.
+
+    ``grad_grad_*`` are the cotangents of (grad_input, grad_weight, grad_bias) for the second order; the
+    weight and bias ones are None when the case has no weight / no bias.
+    """
+
+    x: np.ndarray
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+    grad_output: np.ndarray
+    grad_grad_input: np.ndarray
+    grad_grad_weight: np.ndarray | None
+    grad_grad_bias: np.ndarray | None
+
+
+# ---------------------------------------------------------------------------------------------- rounding
+
+
+def round_to_bfloat16(values: np.ndarray) -> np.ndarray:
+    """Round to the nearest bfloat16 (ties to even) through float32, as torch's ``.to(torch.bfloat16)`` does.
+
+    A bfloat16 is the top 16 bits of a float32; adding 0x7FFF plus the lowest kept bit to the float32 bit
+    pattern and clearing the low 16 bits rounds to nearest with ties to even.  NaN stays NaN.
+    """
+    f32 = np.asarray(values, dtype=np.float64).astype(np.float32)
+    bits = f32.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    out = rounded.view(np.float32).astype(np.float64)
+    return np.where(np.isnan(f32), np.nan, out)
+
+
+def round_to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Round float64 values to the nearest value of ``dtype`` (through float32 for 16-bit types, like torch),
+    returned as float64."""
+    values = np.asarray(values, dtype=np.float64)
+    if dtype == "float64":
+        return values.copy()
+    if dtype == "float32":
+        return values.astype(np.float32).astype(np.float64)
+    if dtype == "float16":
+        return values.astype(np.float32).astype(np.float16).astype(np.float64)
+    if dtype == "bfloat16":
+        return round_to_bfloat16(values)
+    raise ValueError(f"dtype={dtype!r} is not one of {DTYPES}")
+
+
+# ---------------------------------------------------------------------------------------------- data recipes
+
+
+def exact_statistics_group(rng: np.random.Generator, m: int, dtype: str, log10_offset: int) -> np.ndarray:
+    """m values whose sum and sum of squared deviations are exact in any summation order.
+
+    Construction (the idea oneDNN's benchdnn uses for its normalization tests, our own version): with a grid
+    step
+    q = 2**e, take x_j = q * (c + k_j), c an integer centre and k_j integers in symmetric pairs (+k, -k),
+    plus a
+    k = 0 element when m is odd.  Then every partial sum of x is q times an integer of magnitude at most
+    m * (|c| + K), and every partial sum of (x - mu)**2 = q**2 k_j**2 is q**2 times an integer at most m *
+    K**2.
+    Choosing K and c so that both fit in the accumulation precision's p_a significand bits makes every
+    rounding
+    in any summation order exact; the mean c * q is then the correctly rounded quotient sum / m, exactly.  The
+    values must also fit the storage dtype: |c| + K < 2**p.
+    """
+    p_store = SIGNIFICAND_BITS[dtype]
+    p_acc = ACCUMULATION_BITS[dtype]
+    budget = p_acc - max(1, math.ceil(math.log2(max(m, 2))))  # bits left for |c| + K and for K**2
+    k_bits = max(0, min(budget // 2, p_store - 2))
+    k_max = 2**k_bits
+    c_bits = max(0, min(budget - 1, p_store - 1))
+    # |c| + K < 2**c_bits keeps both the data and the partial sums exact; |c| / K sets the conditioning.
+    c_room = max(0, 2**c_bits - k_max)
+    c = min(c_room, int(round(10.0**log10_offset * k_max / 2))) if log10_offset > 0 else 0
+    c *= int(rng.choice([-1, 1]))
+    half = rng.integers(1, k_max + 1, size=m // 2) if k_max >= 1 else np.zeros(m // 2, dtype=np.int64)
+    ks = np.concatenate([half, -half, np.zeros(m % 2, dtype=np.int64)])
+    rng.shuffle(ks)
+    step = 2.0 ** int(rng.integers(-4, 5))  # a power of two keeps every product with q exact
+    return (c + ks).astype(np.float64) * step
+
+
+def _group_values(case: Case, rng: np.random.Generator, m: int, dtype: str) -> np.ndarray:
+    """Values of one (sample, group) block following ``case.data`` (before rounding to ``dtype``)."""
+    recipe = case.data
+    if recipe == "plain":
+        return rng.standard_normal(m)
+    if recipe == "exact":
+        return exact_statistics_group(rng, m, dtype, case.log10_offset)
+    if recipe == "constant":
+        value = float(rng.choice([-1.0, 1.0])) * 10.0**case.log10_scale * 2.0 ** rng.uniform(0.0, 1.0)
+        return np.full(m, value)
+    if recipe == "wide":
+        signs = rng.choice([-1.0, 1.0], size=m)
+        return signs * 10.0 ** (case.log10_scale + rng.uniform(-3.0, 3.0, size=m))
+    if recipe == "near_eps":
+        sigma = math.sqrt(case.eps) * 2.0 ** rng.uniform(-1.0, 1.0)
+    else:  # offset
+        sigma = 10.0**case.log10_scale * 2.0 ** rng.uniform(-2.0, 2.0)
+    mu = 0.0
+    if case.log10_offset > 0 or recipe == "offset":
+        mu = float(rng.choice([-1.0, 1.0])) * sigma * 10.0**case.log10_offset * 2.0 ** rng.uniform(-1.0, 0.0)
+    return mu + sigma * rng.standard_normal(m)
+
+
+def materialize(case: Case, dtype: str) -> Inputs:
+    """Build the arrays of ``case`` for ``dtype``, deterministically from ``case.seed``.
+
+    The values are drawn in float64, then rounded to ``dtype`` (round to nearest even), so they are exact in
+    it.
+    Every array is always drawn, in a fixed order, so the same case gives the same x whatever is needed later.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of {DTYPES}")
+    rng = np.random.default_rng(case.seed)
+    shape = case.shape
+    n, c = shape[0], shape[1]
+    spatial = math.prod(shape[2:])
+    if case.valid:
+        g = case.num_groups
+        m = (c // g) * spatial
+        blocks = np.empty((n, g, m))
+        for i in range(n):
+            for j in range(g):
+                blocks[i, j] = _group_values(case, rng, m, dtype)
+        x = blocks.reshape(shape)
+    else:  # invalid grouping: only the contract tests use these, plain data is enough
+        x = rng.standard_normal(shape)
+    weight = rng.choice([-1.0, 1.0], size=c) * 2.0 ** rng.uniform(-2.0, 2.0, size=c)
+    bias = rng.standard_normal(c) * 2.0 ** rng.uniform(-2.0, 2.0, size=c)
+    grad_output = case.grad_offset + rng.standard_normal(shape)
+    grad_grad_input = rng.standard_normal(shape)
+    grad_grad_weight = rng.standard_normal(c)
+    grad_grad_bias = rng.standard_normal(c)
+    has_weight = case.affine in ("weight", "weight_bias")
+    has_bias = case.affine == "weight_bias"
+    return Inputs(
+        x=round_to_dtype(x, dtype),
+        weight=round_to_dtype(weight, dtype) if has_weight else None,
+        bias=round_to_dtype(bias, dtype) if has_bias else None,
+        grad_output=round_to_dtype(grad_output, dtype),
+        grad_grad_input=round_to_dtype(grad_grad_input, dtype),
+        grad_grad_weight=round_to_dtype(grad_grad_weight, dtype) if has_weight else None,
+        grad_grad_bias=round_to_dtype(grad_grad_bias, dtype) if has_bias else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- strategies
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """Size limits of one profile."""
+
+    max_batch: int
+    max_groups: int
+    max_channels_per_group: int
+    max_extent: int
+    large_every: int  # one draw in `large_every` is a large-group case (0: never)
+    large_min: int  # smallest group size of a large case
+    large_max: int  # largest group size of a large case
+
+
+PROFILE_LIMITS = {
+    "quick": _Limits(2, 4, 4, 6, 0, 0, 0),
+    "default": _Limits(3, 8, 6, 8, 12, 100_000, 250_000),
+    "thorough": _Limits(4, 16, 8, 12, 6, 100_000, 1_200_000),
+}
+
+# log10 ranges per dtype: (smallest log10_scale, largest log10_scale + log10_offset, largest log10_offset).
+# They keep |x| * sqrt(m) and sigma within the dtype's normal range, so that squares neither overflow nor
+# underflow in a float32 (resp. float64) accumulator (the model's domain, SPEC.md).
+MAGNITUDES = {
+    "float16": (-3, 3, 6),
+    "bfloat16": (-8, 8, 6),
+    "float32": (-8, 12, 6),
+    "float64": (-30, 40, 12),
+}
+
+
+def _check_args(profile: str, dtype: str, max_spatial_dims: int) -> None:
+    if profile not in PROFILES:
+        raise InvalidArgument(f"profile={profile!r} is not one of {PROFILES}")
+    if dtype not in DTYPES:
+        raise InvalidArgument(f"dtype={dtype!r} is not one of {DTYPES}")
+    if not 0 <= max_spatial_dims <= 3:
+        raise InvalidArgument(f"max_spatial_dims={max_spatial_dims!r} must be in 0..3")
+
+
+@st.composite
+def _shape_and_groups(
+    draw: st.DrawFn, limits: _Limits, spatial_dims: st.SearchStrategy[int]
+) -> tuple[tuple[int, ...], int]:
+    """(shape, num_groups) for a small case: G in 1..max_groups, C = G * (1..max_channels_per_group)."""
+    k = draw(spatial_dims)
+    n = draw(st.integers(1, limits.max_batch))
+    g = draw(st.integers(1, limits.max_groups))
+    cpg = draw(st.integers(1, limits.max_channels_per_group))
+    spatial = tuple(draw(st.integers(1, limits.max_extent)) for _ in range(k))
+    return (n, g * cpg, *spatial), g
+
+
+@st.composite
+def _large_shape_and_groups(
+    draw: st.DrawFn, limits: _Limits, spatial_dims: st.SearchStrategy[int]
+) -> tuple[tuple[int, ...], int]:
+    """(shape, num_groups) with group size m in [large_min, ~large_max]: N = 1, G and C/G at most 2."""
+    k = draw(spatial_dims)
+    g = draw(st.integers(1, 2))
+    cpg = draw(st.integers(1, 2))
+    if k == 0:  # LayerNorm-like over a very wide channel axis
+        cpg = draw(st.integers(limits.large_min, limits.large_max))
+        return (1, g * cpg), g
+    lo = math.ceil((limits.large_min / cpg) ** (1.0 / k))
+    hi = max(lo, math.floor((limits.large_max / cpg) ** (1.0 / k)))
+    spatial = tuple(draw(st.integers(lo, hi)) for _ in range(k))
+    return (1, g * cpg, *spatial), g
+
+
+def case_strategy(
+    profile: str,
+    dtype: str,
+    *,
+    need_grad: bool = False,
+    max_spatial_dims: int = 3,
+    four_d_only: bool = False,
+) -> st.SearchStrategy[Case]:
+    """Cases for ``profile`` ("quick" | "default" | "thorough") and ``dtype``.
+
+    Shapes have 0..max_spatial_dims spatial dims (exactly 2 with ``four_d_only``, the CS231n API); group
+    counts
+    1, C and between, group sizes including 1 and non powers of two; in "default" one case in about 12 has
+    groups
+    of 1e5 to 2.5e5 elements ("thorough": one in 6, up to 1.2e6).  ``need_grad`` is accepted for symmetry with
+    the checker's properties: every case carries gradients (see :class:`Inputs`).
+
+    Example::
+
+        @given(case_strategy("quick", "float32"))
+        def test_something(case): inputs = materialize(case, "float32") ...
+    """
+    _check_args(profile, dtype, max_spatial_dims)
+    limits = PROFILE_LIMITS[profile]
+    spatial_dims: st.SearchStrategy[int] = st.just(2) if four_d_only else st.integers(0, max_spatial_dims)
+    small = _shape_and_groups(limits, spatial_dims)
+    if limits.large_every:
+        large = _large_shape_and_groups(
+            limits,
+            st.just(2)
+            if four_d_only
+            else st.integers(1, max_spatial_dims)
+            if max_spatial_dims
+            else st.just(0),
+        )
+        shapes = st.integers(1, limits.large_every).flatmap(
+            lambda i: large if i == limits.large_every else small
+        )
+    else:
+        shapes = small
+    lo_scale, hi_total, hi_offset = MAGNITUDES[dtype]
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Case:
+        shape, groups = draw(shapes)
+        data = draw(st.sampled_from(RECIPES))
+        log10_offset = draw(st.integers(0, hi_offset)) if data in ("offset", "near_eps", "exact") else 0
+        log10_scale = (
+            draw(st.integers(lo_scale, hi_total - log10_offset).map(lambda s: s))
+            if data in ("offset", "constant", "wide")
+            else 0
+        )
+        if data == "wide":
+            log10_scale = min(log10_scale, hi_total - 3)
+        return Case(
+            shape=shape,
+            num_groups=groups,
+            eps=draw(st.sampled_from(EPS_VALUES)),
+            affine=draw(st.sampled_from(AFFINES)),
+            data=data,
+            seed=draw(st.integers(0, 2**32 - 1)),
+            log10_offset=log10_offset,
+            log10_scale=log10_scale,
+            grad_offset=draw(st.sampled_from((0.0, 1.0, -10.0))),
+        )
+
+    return build()
+
+
+def invalid_case_strategy(dtype: str = "float32", *, four_d_only: bool = False) -> st.SearchStrategy[Case]:
+    """Cases whose num_groups does not divide C (including G > C): a conforming implementation must raise."""
+    if dtype not in DTYPES:
+        raise InvalidArgument(f"dtype={dtype!r} is not one of {DTYPES}")
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Case:
+        g = draw(st.integers(2, 8))
+        c = draw(st.integers(1, 3 * g).filter(lambda c: c % g != 0))
+        k = 2 if four_d_only else draw(st.integers(0, 2))
+        spatial = tuple(draw(st.integers(1, 4)) for _ in range(k))
+        return Case(
+            shape=(draw(st.integers(1, 2)), c, *spatial), num_groups=g, seed=draw(st.integers(0, 2**32 - 1))
+        )
+
+    return build()
