@@ -121,6 +121,8 @@ def _stats(xg, eps: float):  # type: ignore[no-untyped-def]
         p1 = math.ldexp(1.0, -e1)
         sh, sl, lost, amax, vmin, vmax, finite = _block_sum(xg, p1)
     const = vmin == vmax
+    if const and eps == 0.0:  # 0/0: the block's outputs are undefined (NaN)
+        return False, p1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, False
     # Largest centred magnitude (from the extremes; halved first so the difference cannot overflow).
     mu = sh / m
     dmax = 2.0 * max(0.5 * vmax - 0.5 * mu, 0.5 * mu - 0.5 * vmin)
