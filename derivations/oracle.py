@@ -134,7 +134,8 @@ class ScaledIntVec:
         den = max(d for _, d in ratios)
         return cls([n * (den // d) for n, d in ratios], Fraction(1, den))
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return len(self.ints)
 
     def _aligned(self, other: ScaledIntVec) -> tuple[list[int], list[int], Fraction]:
@@ -196,7 +197,7 @@ def _round(num: int, den: int) -> float:
     try:
         return num / den
     except OverflowError:
-        return math.copysign(math.inf, num)
+        return math.inf if num > 0 else -math.inf
 
 
 def _round_fraction(value: Fraction) -> float:
@@ -285,9 +286,9 @@ def _round_affine(a: int, la: int, b: int, lb: int, root: _Root) -> float:
 def _round_block(a: ScaledIntVec | None, b: ScaledIntVec, root: _Root | None) -> list[float]:
     """Correctly rounded a_i + b_i r for every element of a block (a None means 0; root None means NaN)."""
     if root is None:
-        return [math.nan] * len(b)
+        return [math.nan] * b.size
     bn, lb = b.numerators()
-    an, la = a.numerators() if a is not None else ([0] * len(b), 1)
+    an, la = a.numerators() if a is not None else ([0] * b.size, 1)
     return [_round_affine(ai, la, bi, lb, root) for ai, bi in zip(an, bn, strict=True)]
 
 
