@@ -71,16 +71,25 @@ def _ones_or(a, n, fill):
     return np.full(n, fill) if a is None else a
 
 
+def _naive_instance(x, g, w, b, eps):
+    return _naive_blocks(x, x.shape[1], lambda v, m: np.sqrt(v + eps), w, b)
+
+
+def _with_denominator(denominator):
+    """The naive variant whose block denominator is denominator(var, m, eps) in place of sqrt(var + eps)."""
+    return lambda x, g, w, b, eps: _naive_blocks(x, g, lambda v, m: denominator(v, m, eps), w, b)
+
+
 NAIVE = {
-    "bessel_variance": lambda x, g, w, b, eps: _naive_blocks(x, g, lambda v, m: np.sqrt(v * m / (m - 1) + eps), w, b),
-    "eps_outside_sqrt": lambda x, g, w, b, eps: _naive_blocks(x, g, lambda v, m: np.sqrt(v) + eps, w, b),
-    "eps_as_clamp": lambda x, g, w, b, eps: _naive_blocks(x, g, lambda v, m: np.sqrt(np.maximum(v, eps)), w, b),
-    "eps_ignored": lambda x, g, w, b, eps: _naive_blocks(x, g, lambda v, m: np.sqrt(v), w, b),
+    "bessel_variance": _with_denominator(lambda v, m, eps: np.sqrt(v * m / (m - 1) + eps)),
+    "eps_outside_sqrt": _with_denominator(lambda v, m, eps: np.sqrt(v) + eps),
+    "eps_as_clamp": _with_denominator(lambda v, m, eps: np.sqrt(np.maximum(v, eps))),
+    "eps_ignored": _with_denominator(lambda v, m, eps: np.sqrt(v)),
     "interleaved_groups": _naive_interleaved,
     "per_group_affine": _naive_per_group,
     "batch_pooled": _naive_pooled,
     "layer_norm": lambda x, g, w, b, eps: _naive_blocks(x, 1, lambda v, m: np.sqrt(v + eps), w, b),
-    "instance_norm": lambda x, g, w, b, eps: _naive_blocks(x, x.shape[1], lambda v, m: np.sqrt(v + eps), w, b),
+    "instance_norm": _naive_instance,
     "affine_before_normalizing": _naive_affine_first,
     "weight_bias_swapped": lambda x, g, w, b, eps: _naive_blocks(
         x, g, lambda v, m: np.sqrt(v + eps), _ones_or(b, x.shape[1], 1.0), _ones_or(w, x.shape[1], 0.0)),
@@ -106,7 +115,9 @@ def test_every_variant_has_a_naive_formula():
 
 
 @pytest.mark.parametrize("name", sorted(NAIVE))
-@pytest.mark.parametrize("shape,groups", [((2, 6, 3, 4), 3), ((3, 4, 5), 2), ((2, 8, 2, 3, 2), 4), ((4, 6), 3)])
+@pytest.mark.parametrize(
+    "shape,groups", [((2, 6, 3, 4), 3), ((3, 4, 5), 2), ((2, 8, 2, 3, 2), 4), ((4, 6), 3)]
+)
 def test_variant_equals_its_naive_formula(name, shape, groups):
     rng = np.random.default_rng(7)
     x = rng.standard_normal(shape) * 2.0 + 0.5
@@ -150,14 +161,16 @@ def test_diagnose_names_exactly_the_variant(name, dtype):
 def test_float32_computation_of_float64_input_is_diagnosed():
     x, g, w, b, eps = _discriminating_case("float64")
     observed = _round(V.computed_in_float32(x, g, w, b, eps), "float32")
-    assert [d.variant for d in V.diagnose(observed, x, g, w, b, eps, dtype="float64")] == ["computed_in_float32"]
+    found = V.diagnose(observed, x, g, w, b, eps, dtype="float64")
+    assert [d.variant for d in found] == ["computed_in_float32"]
 
 
 def test_nan_scrubbed_output_is_diagnosed():
     x, g, w, b, eps = _discriminating_case("float32")
     x[1, 2, 1, 1] = np.nan  # poisons block (1, 1) only
     observed = _round(np.nan_to_num(gn_spec.group_norm(x, g, w, b, eps), nan=0.0), "float32")
-    assert [d.variant for d in V.diagnose(observed, x, g, w, b, eps, dtype="float32")] == ["nan_replaced_by_zero"]
+    found = V.diagnose(observed, x, g, w, b, eps, dtype="float32")
+    assert [d.variant for d in found] == ["nan_replaced_by_zero"]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
@@ -193,7 +206,8 @@ def test_variant_recognised_whenever_the_input_tells_it_apart(structure):
     shape, g, affine, seed = structure
     rng = np.random.default_rng(seed)
     x = _round(rng.standard_normal(shape) * rng.uniform(0.1, 3.0) + rng.uniform(-2.0, 2.0), "float32")
-    w = _round(rng.uniform(0.5, 2.0, shape[1]) * rng.choice([-1.0, 1.0], shape[1]), "float32") if affine else None
+    signs = rng.choice([-1.0, 1.0], shape[1])
+    w = _round(rng.uniform(0.5, 2.0, shape[1]) * signs, "float32") if affine else None
     b = _round(rng.standard_normal(shape[1]), "float32") if affine else None
     eps = 1e-3
     judge = V.ErrorModelJudge()
