@@ -26,7 +26,8 @@ V = TypeVar("V", bound="VectorLike")
 class VectorLike(Protocol):
     """The operations the closed forms need from a vector of one block's values."""
 
-    def __len__(self) -> int: ...
+    @property
+    def size(self) -> Any: ...  # the number of elements m (a SymPy symbol in the every-m model)
     def __add__(self: V, other: V) -> V: ...
     def __sub__(self: V, other: V) -> V: ...
     def __mul__(self: V, other: Any) -> V: ...  # elementwise with a vector, or by a scalar
@@ -40,7 +41,8 @@ class ExprVec:
     def __init__(self, items: Iterable[Any]) -> None:
         self.items = list(items)
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return len(self.items)
 
     def __iter__(self) -> Iterator[Any]:
@@ -69,14 +71,14 @@ class ExprVec:
 
 def centered(x: V, eps: Any) -> tuple[V, Any]:
     """d = x - mean(x) and Q = mean(d^2) + eps = var + eps (biased variance, eps inside the root)."""
-    m = len(x)
+    m = x.size
     d = x.shift(-x.sum() / m)
     return d, (d * d).sum() / m + eps
 
 
 def project(h: V, d: V, q: Any) -> V:
     """P(h) = h - mean(h) - xhat mean(h xhat), with xhat mean(h xhat) = d sum(h d) / (m Q): free of r."""
-    m = len(h)
+    m = h.size
     return h.shift(-h.sum() / m) - d * ((h * d).sum() / (m * q))
 
 
@@ -107,7 +109,7 @@ def block_double_backward(h: V, ggw: V, ggb: V, dy: V, x: V, w: V, eps: Any) -> 
     with g = w dy, v = ggw dy, S_hd = sum h d, S_gd = sum g d, A_hg = sum h g - m mean(h) mean(g).
     Returns (A of grad_grad_output, B of grad_grad_output, B of the grad_weight terms, B of grad_x, Q).
     """
-    m = len(x)
+    m = x.size
     d, q = centered(x, eps)
     g = w * dy
     ph = project(h, d, q)
