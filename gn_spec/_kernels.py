@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
 from gn_spec._dd import dd_add, dd_add_d, dd_div, dd_mul, dd_mul_d, dd_rsqrt, fast_two_sum, two_prod, two_sum
-
-_jit = numba.njit(cache=True, error_model="numpy")
-_pjit = numba.njit(cache=True, parallel=True, error_model="numpy")
+from gn_spec._jit import block_kernel
+from gn_spec._jit import jit as _jit
 
 # Unit of the dd format, and the safety factor that covers the constants of the dd operations chained to form
 # any one result (each operation's relative error is at most 5 u_dd; no result chains more than 12 of them).
@@ -50,7 +48,7 @@ def _exponent(v: float) -> int:
 def _ulp(v: float) -> float:
     """The spacing of float64 at v (2^-1074 at and below the subnormal range)."""
     e = _exponent(v)
-    if e - 53 < -1074:
+    if v == 0.0 or e - 53 < -1074:
         return 2.0**-1074
     return math.ldexp(1.0, e - 53)
 
@@ -104,7 +102,8 @@ def _centered(v: float, m: float, sh: float, sl: float, fh: float, fl: float) ->
 def _stats(xg, eps: float):  # type: ignore[no-untyped-def]
     """Everything later passes need about one block, as a flat tuple (see the module docstring).
 
-    Returns (ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const) where p1 = 2^-e1 scales x, (sh, sl) is
+    Returns (ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const) where p1 = 2^-e1 scales x, (sh, sl)
+    is
     the scaled sum, (fh, fl) = 2^-e2 / m, ok is False for a block holding NaN or inf (its outputs are NaN),
     d0 > 0 says the block sum is inexact (the caller then falls back to the exact oracle), dr bounds the
     relative error of rho, and const is True when every value of the block is equal (var is exactly 0).
@@ -168,14 +167,16 @@ def _normalizer(vh: float, vl: float, eps: float, e: int):  # type: ignore[no-un
     return rh, rl, 0
 
 
-@_pjit
-def forward_kernel(x, w, b, eps, y, uncertified):  # type: ignore[no-untyped-def]
-    """y[n, g] = w_c * xhat + b_c for every block, and the count of results the bound cannot certify."""
+@block_kernel
+def forward_kernel(x, w, b, eps, y, uncertified, todo):  # type: ignore[no-untyped-def]
+    """y[n, g] = w_c * xhat + b_c for the blocks marked in todo, and the count of results not certified."""
     N, G, cpg, S = x.shape
     m = float(cpg * S)
     for ng in prange(N * G):
         n = ng // G
         g = ng % G
+        if not todo[n, g]:
+            continue
         xg = x[n, g]
         ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const = _stats(xg, eps)
         bad = 0
@@ -258,9 +259,9 @@ def _certified(err: float, out: float) -> bool:
     return err == 0.0 or err < 0.25 * _ulp(out)
 
 
-@_pjit
-def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified):  # type: ignore[no-untyped-def]
-    """dx for every block; per (n, c) partial sums for grad_weight and grad_bias.
+@block_kernel
+def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):  # type: ignore[no-untyped-def]
+    """dx for the blocks marked in todo; per (n, c) partial sums for grad_weight and grad_bias.
 
     With g_i = w_c dy_i, d_i the scaled centred values and xhat_i = d_i rho 2^kx:
         dx_i = r (g_i - mean(g) - xhat_i mean(g xhat)),  mean(g xhat) = rho 2^kx mean((g - mean g) d).
@@ -273,6 +274,8 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified):  # type: ig
     for ng in prange(N * G):
         n = ng // G
         g = ng % G
+        if not todo[n, g]:
+            continue
         xg = x[n, g]
         dyg = dy[n, g]
         ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const = _stats(xg, eps)
@@ -364,7 +367,7 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified):  # type: ig
 
 @_jit
 def reduce_parts(part, part_err, out, out_err):  # type: ignore[no-untyped-def]
-    """Sum per-(n, c) dd partials over n: out[c, k] = sum_n part[n, c, k] (k-th dd pair), with error bounds."""
+    """Sum per-(n, c) dd partials over n: out[c, k] = sum_n part[n, c, k] (k-th dd pair), with bounds."""
     N, C, K2 = part.shape
     for c in range(C):
         for k in range(K2 // 2):
@@ -402,7 +405,7 @@ def _centred_mean(sums, mags, k: int, kd: int, mean_h: float, mean_l: float, m: 
 _H, _G, _D, _HD, _GD, _HG, _V, _VD = 0, 1, 2, 3, 4, 5, 6, 7
 
 
-@_pjit
+@block_kernel
 def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err, uncertified):  # type: ignore[no-untyped-def]
     """Second order: the VJP of the backward with cotangents (hh = grad_grad_input, ggw, ggb).
 

@@ -26,7 +26,9 @@ def as_real_array(value: Any, name: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - any conversion failure is the caller's bad input
-        raise TypeError(f"{name} must be a real floating-point array, got {type(value).__name__}: {exc}") from None
+        raise TypeError(
+            f"{name} must be a real floating-point array, got {type(value).__name__}: {exc}"
+        ) from None
     if arr.dtype == np.bool_:
         raise TypeError(f"{name} has dtype bool; gn-spec takes float16, float32 or float64 arrays")
     if np.issubdtype(arr.dtype, np.integer):
@@ -35,7 +37,9 @@ def as_real_array(value: Any, name: str) -> np.ndarray:
             "(group normalization of integers is not defined by this spec)"
         )
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} has complex dtype {arr.dtype}; group normalization is defined for real input")
+        raise TypeError(
+            f"{name} has complex dtype {arr.dtype}; group normalization is defined for real input"
+        )
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{name} has dtype {arr.dtype}; gn-spec takes float16, float32 or float64 arrays")
     if arr.dtype.type in _EXACT_FLOATS:
@@ -106,7 +110,9 @@ def _per_channel(value: Any, name: str, channels: int, default: float) -> np.nda
         return np.full(channels, default)
     arr = as_real_array(value, name)
     if arr.shape != (channels,):
-        raise ValueError(f"{name} has shape {arr.shape}; it must have shape ({channels},) (one value per channel)")
+        raise ValueError(
+            f"{name} has shape {arr.shape}; it must have shape ({channels},) (one value per channel)"
+        )
     return arr
 
 

@@ -6,10 +6,12 @@ holds the m = (C/G) * prod(spatial) values of channels g*C/G .. (g+1)*C/G - 1 of
     mu = mean(x),  var = mean((x - mu)^2)  (biased),  xhat = (x - mu) / sqrt(var + eps),
     y = weight[c] * xhat + bias[c]         (per-channel affine).
 
-How accuracy is obtained. The compiled kernels (``_kernels``) evaluate every formula in double-double
-arithmetic, from an exact block sum, and bound their own error; the rare results whose bound does not
-guarantee faithful rounding (heavy cancellation, a block sum that is not exact in double-double) are
-recomputed by the exact rational oracle (``gn_spec.derivations.oracle``). Every result is therefore within
+How accuracy is obtained, in three tiers. The compiled kernels evaluate every formula in double-double
+arithmetic and bound their own error. The fast tier (``_fast``: one pass for the statistics, shifted by a
+value of the block) serves almost every block; a block with a result its bound cannot certify is redone by
+the precise tier (``_kernels``: an exact block sum, then a second pass), and results still uncertified (heavy
+cancellation, a block sum not exact in double-double) by the exact rational oracle
+(``gn_spec.derivations.oracle``). Every result is therefore within
 one ulp of the exact real value (faithful); in practice almost all are correctly rounded.
 
 Non-finite input. A NaN or infinity anywhere in a block makes every output of that block NaN and no other
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gn_spec import _kernels, _validate
+from gn_spec import _fast, _kernels, _validate
 from gn_spec._validate import Problem
 
 
@@ -44,12 +46,18 @@ def group_norm(
     y = np.empty(p.x4.shape)
     uncertified = np.zeros(p.x4.shape[:2], dtype=np.int64)
     if y.size:
-        _kernels.forward_kernel(p.x4, p.weight, p.bias, p.eps, y, uncertified)
+        _fast.forward_fast.pick(p.x4.size)(p.x4, p.weight, p.bias, p.eps, y, uncertified)
+    if uncertified.any():
+        _kernels.forward_kernel.pick(p.x4.size)(
+            p.x4, p.weight, p.bias, p.eps, y, uncertified, uncertified > 0
+        )
     for n, g in zip(*np.nonzero(uncertified), strict=True):
         channels = _group_channels(p, g)
-        y[n, g] = _oracle().group_norm(
-            _block(p.x4, n, g, p), 1, p.weight[channels], p.bias[channels], p.eps
-        ).reshape(y.shape[2:])
+        y[n, g] = (
+            _oracle()
+            .group_norm(_block(p.x4, n, g, p), 1, p.weight[channels], p.bias[channels], p.eps)
+            .reshape(y.shape[2:])
+        )
     return y.reshape(p.shape)
 
 
@@ -58,7 +66,8 @@ def group_norm_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The vector-Jacobian product of ``group_norm`` at x with cotangent grad_output.
 
-    Returns (grad_input, grad_weight, grad_bias), float64, faithful. With g = weight[c] * grad_output and means
+    Returns (grad_input, grad_weight, grad_bias), float64, faithful. With g = weight[c] * grad_output and
+    means
     over each block:
 
         grad_input = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)
@@ -77,7 +86,11 @@ def group_norm_backward(
     part_err = np.zeros((N, C, 2))
     uncertified = np.zeros((N, G), dtype=np.int64)
     if dx.size:
-        _kernels.backward_kernel(dy, p.x4, p.weight, p.eps, dx, part, part_err, uncertified)
+        _fast.backward_fast.pick(p.x4.size)(dy, p.x4, p.weight, p.eps, dx, part, part_err, uncertified)
+    if uncertified.any():
+        _kernels.backward_kernel.pick(p.x4.size)(
+            dy, p.x4, p.weight, p.eps, dx, part, part_err, uncertified, uncertified > 0
+        )
     sums, sums_err = _reduce(part, part_err, C)
     grad_weight, grad_bias = sums[:, 0], sums[:, 1]
     for n, g in zip(*np.nonzero(uncertified), strict=True):
@@ -170,8 +183,12 @@ def group_norm_double_backward(
     part_err = np.zeros((N, C, 3))
     uncertified = np.zeros((N, G), dtype=np.int64)
     if gx.size:
-        _kernels.double_backward_kernel(hh, ggw, ggb, dy, p.x4, p.weight, p.eps, ggo, gx, part, part_err, uncertified)
-    sums, sums_err = _reduce(np.ascontiguousarray(part[:, :, :2]), np.ascontiguousarray(part_err[:, :, :1]), C)
+        _kernels.double_backward_kernel.pick(p.x4.size)(
+            hh, ggw, ggb, dy, p.x4, p.weight, p.eps, ggo, gx, part, part_err, uncertified
+        )
+    sums, sums_err = _reduce(
+        np.ascontiguousarray(part[:, :, :2]), np.ascontiguousarray(part_err[:, :, :1]), C
+    )
     grad_weight = sums[:, 0]
     for n, g in zip(*np.nonzero(uncertified), strict=True):
         ch = _group_channels(p, g)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gn_spec.derivations import oracle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_cases import RefCase, ref_cases
 
 import gn_spec
-from gn_spec.derivations import oracle
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -23,7 +23,9 @@ def _all_outputs(module, case: RefCase) -> list[np.ndarray]:  # type: ignore[no-
     g, eps = case.num_groups, case.eps
     forward = module.group_norm(a["x"], g, a["weight"], a["bias"], eps)
     backward = module.group_norm_backward(a["dy"], a["x"], g, a["weight"], eps)
-    second = module.group_norm_double_backward(a["ggx"], a["ggw"], a["ggb"], a["dy"], a["x"], g, a["weight"], eps)
+    second = module.group_norm_double_backward(
+        a["ggx"], a["ggw"], a["ggb"], a["dy"], a["x"], g, a["weight"], eps
+    )
     return [forward, *backward, *second]
 
 
@@ -74,7 +76,9 @@ def test_faithful_one_element_per_group() -> None:
     case = RefCase((4, 6), 6, 1e-5, "normal", 0, True, 7)
     assert_faithful(case)
     a = case.arrays()
-    assert np.array_equal(gn_spec.group_norm(a["x"], 6, a["weight"], a["bias"]), np.broadcast_to(a["bias"], (4, 6)))
+    assert np.array_equal(
+        gn_spec.group_norm(a["x"], 6, a["weight"], a["bias"]), np.broadcast_to(a["bias"], (4, 6))
+    )
     assert not np.any(gn_spec.group_norm_backward(a["dy"], a["x"], 6, a["weight"])[0])
 
 
@@ -105,7 +109,9 @@ def test_float32_and_float16_inputs_are_taken_at_their_exact_values() -> None:
     for dtype in (np.float16, np.float32):
         x = (100 + rng.standard_normal((2, 6, 5))).astype(dtype)
         w = rng.standard_normal(6).astype(dtype)
-        assert np.array_equal(gn_spec.group_norm(x, 3, w), gn_spec.group_norm(x.astype(np.float64), 3, w.astype(np.float64)))
+        assert np.array_equal(
+            gn_spec.group_norm(x, 3, w), gn_spec.group_norm(x.astype(np.float64), 3, w.astype(np.float64))
+        )
         assert gn_spec.group_norm(x, 3, w).dtype == np.float64
 
 
@@ -133,7 +139,9 @@ def test_non_finite_values_poison_exactly_their_group(group: int, seed: int) -> 
     assert np.isnan(y[poisoned]).all()
     assert np.array_equal(y[~poisoned], clean[~poisoned])
     dx, dw, db = gn_spec.group_norm_backward(dy, bad, 4)
-    assert np.isnan(dx[poisoned]).all() and np.array_equal(dx[~poisoned], gn_spec.group_norm_backward(dy, x, 4)[0][~poisoned])
+    assert np.isnan(dx[poisoned]).all() and np.array_equal(
+        dx[~poisoned], gn_spec.group_norm_backward(dy, x, 4)[0][~poisoned]
+    )
     channels = np.zeros(8, dtype=bool)
     channels[2 * group : 2 * group + 2] = True
     assert np.isnan(dw[channels]).all() and np.isfinite(dw[~channels]).all()
