@@ -1,0 +1,204 @@
+"""The outcome of a check run and its three renderings: the console table, ``--json`` and ``--junit-xml``."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from gn_spec.checker.target import CheckConfig
+
+PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
+
+
+@dataclass
+class PropertyResult:
+    """One property's verdict.
+
+    ``worst_error`` is the largest judged error as a fraction of its bound (err_i / bound_i, where
+    err_i = |observed_i - exact_i| / (u * scale_i)); a conforming target keeps it at most 1.  It is ``None``
+    for properties that judge no numbers (contracts) and for failures that left nothing to judge (a crash).
+    ``worst_error_units`` is the same error in the model's unit u * scale_i, before dividing by the bound.
+    """
+
+    name: str
+    summary: str
+    status: str
+    cases: int = 0
+    worst_error: float | None = None
+    worst_error_units: float | None = None
+    counterexample: str | None = None
+    reproducer: str | None = None
+    message: str = ""
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
+
+
+@dataclass
+class Report:
+    """A whole run: the configuration, each property's result, and notes (tampering, worker restarts)."""
+
+    config: CheckConfig
+    properties: list[PropertyResult] = field(default_factory=list)
+    seconds: float = 0.0
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[PropertyResult]:
+        return [p for p in self.properties if p.failed]
+
+    @property
+    def conforms(self) -> bool:
+        return not self.failed
+
+    @property
+    def verdict(self) -> str:
+        return "conforms" if self.conforms else "does not conform"
+
+    @property
+    def cases(self) -> int:
+        return sum(p.cases for p in self.properties)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.conforms else 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document (the keys the CLI contract names, plus a few extra ones)."""
+        c = self.config
+        return {
+            "target": c.target.text,
+            "api": c.api,
+            "dtype": c.dtype,
+            "device": c.device,
+            "memory_format": c.memory_format,
+            "profile": c.profile,
+            "seed": c.seed,
+            "verdict": self.verdict,
+            "summary": {
+                "cases": self.cases,
+                "properties": len(self.properties),
+                "failed": len(self.failed),
+                "seconds": round(self.seconds, 3),
+            },
+            "properties": [_finite(asdict(p)) for p in self.properties],
+            "environment": self.environment,
+        }
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, indent=2, allow_nan=False)
+            f.write("\n")
+
+    def to_junit(self) -> ET.ElementTree:
+        """JUnit XML: one <testsuite> for the run, one <testcase> per property."""
+        c = self.config
+        suite_name = f"gn-spec check {c.target.text} ({c.api}, {c.dtype}, {c.device}, {c.memory_format})"
+        suites = ET.Element(
+            "testsuites",
+            name="gn-spec",
+            tests=str(len(self.properties)),
+            failures=str(len(self.failed)),
+            time=f"{self.seconds:.3f}",
+        )
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=suite_name,
+            tests=str(len(self.properties)),
+            failures=str(len(self.failed)),
+            errors="0",
+            skipped=str(sum(p.status == NOT_APPLICABLE for p in self.properties)),
+            time=f"{self.seconds:.3f}",
+        )
+        props = ET.SubElement(suite, "properties")
+        for key, value in (
+            ("target", c.target.text),
+            ("api", c.api),
+            ("dtype", c.dtype),
+            ("device", c.device),
+            ("memory_format", c.memory_format),
+            ("profile", c.profile),
+            ("seed", str(c.seed)),
+            ("verdict", self.verdict),
+        ):
+            ET.SubElement(props, "property", name=key, value=value)
+        for p in self.properties:
+            case = ET.SubElement(
+                suite, "testcase", classname="gn_spec.properties", name=p.name, time=f"{p.seconds:.3f}"
+            )
+            if p.status == FAILED:
+                failure = ET.SubElement(case, "failure", message=p.message, type="NonConformance")
+                failure.text = failure_text(p)
+            elif p.status == NOT_APPLICABLE:
+                ET.SubElement(case, "skipped", message=p.message)
+            out = ET.SubElement(case, "system-out")
+            out.text = f"{p.cases} cases judged; worst error {format_ratio(p.worst_error)}"
+        ET.indent(suites)
+        return ET.ElementTree(suites)
+
+    def write_junit(self, path: str) -> None:
+        self.to_junit().write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no inf/NaN: an infinite error (e.g. a NaN where a number was due) is written as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def format_ratio(r: float | None) -> str:
+    """A fraction of the bound for the table: ``0.031``, ``12.5``, ``inf``; ``-``: nothing judged."""
+    if r is None:
+        return "-"
+    if math.isinf(r) or math.isnan(r):
+        return "inf"
+    return f"{r:.3g}"
+
+
+def failure_text(p: PropertyResult) -> str:
+    """The body of a failure: reason, counterexample, worst element and reproducer."""
+    parts = [p.message]
+    if p.counterexample:
+        parts.append(f"counterexample: {p.counterexample}")
+    if p.detail:
+        parts.append(p.detail)
+    if p.reproducer:
+        parts.append("reproducer:\n" + p.reproducer)
+    return "\n".join(parts)
+
+
+def write_table(report: Report, out: TextIO) -> None:
+    """The console summary: one row per property, then each failure in full, then the verdict."""
+    rows = [("property", "status", "cases", "worst error / bound", "worst (u*scale)", "seconds")]
+    for p in report.properties:
+        units = "-" if p.worst_error_units is None else format_ratio(p.worst_error_units)
+        rows.append((p.name, p.status, str(p.cases), format_ratio(p.worst_error), units, f"{p.seconds:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    c = report.config
+    out.write(
+        f"\ngn-spec check {c.target.text}  api={c.api} dtype={c.dtype} device={c.device} "
+        f"memory_format={c.memory_format} profile={c.profile} seed={c.seed}\n\n"
+    )
+    for i, r in enumerate(rows):
+        out.write(
+            "  ".join(
+                cell.ljust(w) if j == 0 else cell.rjust(w) if j > 1 else cell.ljust(w)
+                for j, (cell, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+            + "\n"
+        )
+        if i == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    for p in report.failed:
+        out.write(f"\n=== {p.name} FAILED: {p.summary}\n")
+        out.write(failure_text(p).rstrip() + "\n")
+    out.write(
+        f"\nverdict: {c.target.text} {report.verdict} ({report.cases} cases, {len(report.properties)} "
+        f"properties, {len(report.failed)} failed, {report.seconds:.1f} s)\n"
+    )

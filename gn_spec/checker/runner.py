@@ -1,0 +1,254 @@
+"""The check run: each property driven by Hypothesis against the worker, then a :class:`Report`.
+
+Per property, Hypothesis draws cases (structure only; numpy fills the values), steers towards large errors
+with ``hypothesis.target`` on the worst error ratio, and on the first failure stops generating and shrinks to
+a minimal counterexample; the other properties still run.  Shrinking is rationed, counted in calls (not
+seconds, so that ``--seed`` reproduces the whole run): a crash or hang costs a worker restart each time, so
+such failures shrink only a few steps.  Nothing is written to the user's folder (no example database).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import zlib
+from dataclasses import dataclass
+from typing import TextIO
+
+import hypothesis
+from hypothesis import HealthCheck, Phase, Verbosity, given
+from hypothesis import strategies as st
+from hypothesis.errors import HypothesisException
+
+from gn_spec.checker import reproducer
+from gn_spec.checker.client import Worker
+from gn_spec.checker.probe import Outcome, Probe, PropertySpec
+from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report
+from gn_spec.checker.target import UsageError, make_config
+from gn_spec.strategies import Case
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How hard a profile tries: Hypothesis examples for a property of weight 1 (metamorphic properties, two
+    calls a case, have weight 1/2); how many failing calls shrinking may spend; how many of those may be
+    crashes or hangs (each restarts the worker)."""
+
+    examples: int
+    shrink_failures: int
+    process_failures: int
+
+
+PROFILE_SETTINGS = {
+    "quick": ProfileSettings(examples=12, shrink_failures=40, process_failures=2),
+    "default": ProfileSettings(examples=260, shrink_failures=300, process_failures=6),
+    "thorough": ProfileSettings(examples=1500, shrink_failures=1000, process_failures=12),
+}
+
+
+class CheckerBug(BaseException):
+    """gn-spec itself failed while judging (not the target): reported with a traceback, never as a verdict."""
+
+
+class _Failed(Exception):
+    """A property failed on a case; Hypothesis shrinks the case while this keeps being raised."""
+
+    def __init__(self, case: Case, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.case, self.outcome = case, outcome
+
+
+class _StopShrinking(BaseException):
+    """The shrinking budget is spent: end the Hypothesis run and keep the smallest failure seen so far."""
+
+
+@dataclass
+class _Tally:
+    cases: int = 0
+    worst: float | None = None
+    worst_units: float | None = None
+    failures: int = 0
+    process_failures: int = 0
+    last: tuple[Case, Outcome] | None = None
+
+
+def property_seed(seed: int, name: str) -> int:
+    """Each property's Hypothesis seed: the run's seed mixed with the property's name."""
+    return (seed + zlib.crc32(name.encode())) % 2**32
+
+
+def run_property(
+    spec: PropertySpec, probe: Probe, seed: int, progress: TextIO | None = None
+) -> PropertyResult:
+    """Drive one property with Hypothesis and summarize it."""
+    config = probe.config
+    start = time.perf_counter()
+    reason = spec.applies(config)
+    if reason is not None:
+        return PropertyResult(spec.name, spec.summary, NOT_APPLICABLE, message=reason)
+    profile = PROFILE_SETTINGS[config.profile]
+    tally = _Tally()
+
+    @hypothesis.settings(
+        max_examples=max(1, round(profile.examples * spec.weight)),
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+    @hypothesis.seed(property_seed(seed, spec.name))
+    @given(case=spec.cases(config), data=st.data())
+    def check(case: Case, data: st.DataObject) -> None:
+        try:
+            outcome = spec.function(probe, case, data.draw)
+        except (HypothesisException, _Failed, _StopShrinking):
+            raise
+        except Exception as exc:
+            raise CheckerBug(f"property {spec.name} raised {exc!r} on {case.describe()}") from exc
+        tally.cases += 1
+        if outcome.ratio is not None:
+            if tally.worst is None or not outcome.ratio <= tally.worst:
+                tally.worst, tally.worst_units = outcome.ratio, outcome.units
+            hypothesis.target(
+                min(outcome.ratio, 1e9) if math.isfinite(outcome.ratio) else 1e9, label="error / bound"
+            )
+        if outcome.ok:
+            return
+        if tally.failures == 0 and progress is not None:
+            progress.write(f"    {spec.name}: found a failure, shrinking it: {outcome.message}\n")
+            progress.flush()
+        tally.failures += 1
+        tally.process_failures += outcome.process
+        tally.last = (case, outcome)
+        if tally.failures > profile.shrink_failures or tally.process_failures > profile.process_failures:
+            raise _StopShrinking()
+        raise _Failed(case, outcome)
+
+    note = ""
+    try:
+        check()
+    except _Failed as exc:
+        tally.last = (exc.case, exc.outcome)
+    except _StopShrinking:
+        note = " (shrinking stopped early: its budget of failing calls was spent)"
+    except HypothesisException as exc:
+        if tally.last is None:
+            raise CheckerBug(f"property {spec.name}: Hypothesis failed: {exc!r}") from exc
+        note = f" (Hypothesis: {type(exc).__name__}: the failure did not always recur)"
+    seconds = time.perf_counter() - start
+    if tally.last is None:
+        return PropertyResult(
+            spec.name,
+            spec.summary,
+            PASSED,
+            cases=tally.cases,
+            worst_error=tally.worst,
+            worst_error_units=tally.worst_units,
+            seconds=seconds,
+        )
+    case, outcome = tally.last
+    detail = outcome.detail
+    if outcome.diagnose is not None:
+        try:
+            found = outcome.diagnose()
+        except Exception as exc:  # diagnosis is a hint; never let it hide the verdict
+            found = [f"(diagnosis failed: {exc!r})"]
+        if found:
+            detail = (detail + "\n" if detail else "") + "diagnosis: " + "; ".join(found)
+    script = reproducer.build(config, spec.name, case, outcome.repro or _CALL_ONLY_REPRO)
+    return PropertyResult(
+        spec.name,
+        spec.summary,
+        FAILED,
+        cases=tally.cases,
+        worst_error=tally.worst,
+        worst_error_units=tally.worst_units,
+        counterexample=case.describe() + f" dtype={config.dtype}",
+        reproducer=script,
+        message=outcome.message + note,
+        detail=detail,
+        seconds=seconds,
+    )
+
+
+_CALL_ONLY_REPRO = """
+y = forward(x, num_groups, weight, bias, eps)
+print(type(y))
+"""
+
+
+def selected_properties(names: list[str] | None = None) -> list[PropertySpec]:
+    """The registered properties (all of them, in catalogue order, or those named)."""
+    from gn_spec.properties import catalogue
+
+    specs = catalogue()
+    if names is None:
+        return specs
+    known = {p.name: p for p in specs}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"unknown properties {unknown}; known: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def run_check(
+    target: str,
+    api: str | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    memory_format: str = "contiguous",
+    profile: str = "default",
+    seed: int | None = None,
+    timeout: float = 10.0,
+    progress: TextIO | None = None,
+    properties: list[str] | None = None,
+) -> Report:
+    """Check ``target`` and return the :class:`Report` (``report.exit_code`` is the CLI's exit status).
+
+    Arguments mirror ``gn-spec check``.  Raises :class:`UsageError` for what the CLI exits 2 on (bad options,
+    a target that cannot be imported or lacks the function).  ``seed=None`` picks a random seed, recorded in
+    the report so that the run can be repeated.  ``properties`` restricts the run to the named properties.
+
+    >>> report = run_check("torch", profile="quick", seed=0)  # doctest: +SKIP
+    >>> report.verdict  # doctest: +SKIP
+    'conforms'
+    """
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+    config = make_config(
+        target,
+        api=api,
+        dtype=dtype,
+        device=device,
+        memory_format=memory_format,
+        profile=profile,
+        seed=seed,
+        timeout=timeout,
+    )
+    specs = selected_properties(properties)
+    start = time.perf_counter()
+    report = Report(config)
+    with Worker(config) as worker:
+        hello = worker.start()
+        report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch")}
+        probe = Probe(config, worker)
+        for i, spec in enumerate(specs, 1):
+            result = run_property(spec, probe, seed, progress)
+            report.properties.append(result)
+            if progress is not None:
+                _progress_line(progress, i, len(specs), result)
+        report.environment["worker_starts"] = worker.starts
+        report.environment["calls"] = probe.calls
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _progress_line(out: TextIO, i: int, n: int, r: PropertyResult) -> None:
+    worst = "" if r.worst_error is None else f", worst {r.worst_error:.3g} of bound"
+    out.write(f"[{i:2d}/{n}] {r.name:<34} {r.status:<14} {r.cases:5d} cases{worst} ({r.seconds:.1f} s)\n")
+    out.flush()

@@ -1,0 +1,330 @@
+"""The worker process: the only process that imports and runs the implementation under test.
+
+Started by :class:`gn_spec.checker.client.Worker` as ``python -m gn_spec.checker.worker READ_FD WRITE_FD``.
+It receives an ``init`` message (target, api, dtype, device, memory format), takes fingerprints of numpy,
+gn_spec (and torch for the torch API), imports the target and answers ``hello``.  Then it answers each
+``calls`` message with one ``result`` message per call, in order, so that the parent can time each call on its
+own.  Every answer lists the fingerprints that changed since start-up: a target that rebinds ``numpy.mean`` or
+``gn_spec.group_norm`` is reported as tampering.  Exceptions of any kind (SystemExit and KeyboardInterrupt
+included) are caught and reported; crashes and hangs are the parent's to notice.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+import types
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+import gn_spec
+from gn_spec.checker import adapters, protocol
+from gn_spec.checker.adapters import BadReturn, Call, Unsupported, WireArray, type_name
+
+#: The most elements of a returned sequence that are described (the rest is summarized).
+MAX_ITEMS = 8
+
+
+def _fingerprint(value: object) -> tuple[int, int]:
+    """Identity of a binding: the object, and for a Python function its code (``__code__`` swaps count)."""
+    return id(value), id(getattr(value, "__code__", None))
+
+
+class TamperGuard:
+    """Remembers the callables bound in a few namespaces and reports the ones rebound or deleted since."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[str, tuple[Any, dict[str, tuple[int, int]]]] = {}
+        self.keep: list[object] = []  # keeps the original objects alive so that their ids stay unique
+
+    def watch(self, label: str, namespace: Any) -> None:
+        members = vars(namespace)
+        fps: dict[str, tuple[int, int]] = {}
+        for name, value in list(members.items()):
+            if name.startswith("_") or not (callable(value) or isinstance(value, types.ModuleType)):
+                continue
+            fps[name] = _fingerprint(value)
+            self.keep.append(value)
+        self.snapshots[label] = (namespace, fps)
+
+    def changes(self) -> list[str]:
+        found = []
+        for label, (namespace, fps) in self.snapshots.items():
+            members = vars(namespace)
+            for name, fp in fps.items():
+                if name not in members:
+                    found.append(f"{label}.{name} was deleted")
+                elif _fingerprint(members[name]) != fp:
+                    found.append(f"{label}.{name} was replaced")
+        return found
+
+
+def watch_environment(guard: TamperGuard, api: str) -> None:
+    """Fingerprint what the checker relies on in the worker: numpy, gn_spec, the wire format, autograd."""
+    import multiprocessing.connection
+
+    guard.watch("numpy", np)
+    guard.watch("numpy.lib.format", np.lib.format)
+    guard.watch("json", json)
+    guard.watch("multiprocessing.connection.Connection", multiprocessing.connection.Connection)
+    guard.watch("gn_spec", gn_spec)
+    for name, module in sorted(sys.modules.items()):
+        if name.startswith("gn_spec.") and module is not None:
+            guard.watch(name, module)
+    if api == "torch":
+        import torch
+        import torch.nn.functional
+
+        guard.watch("torch", torch)
+        guard.watch("torch.autograd", torch.autograd)
+        guard.watch("torch.nn.functional", torch.nn.functional)
+        guard.watch("torch.Tensor", torch.Tensor)
+
+
+class TargetLoadError(Exception):
+    """The target could not be imported or lacks the function; ``kind`` says which."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _import_location(kind: str, location: str, text: str) -> types.ModuleType:
+    if kind == "file":
+        name = "gn_spec_target_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(location)[:-3])
+        spec = importlib.util.spec_from_file_location(name, location)
+        if spec is None or spec.loader is None:
+            raise TargetLoadError(
+                "not_found", f"TARGET {text!r}: {location} cannot be loaded as a Python module"
+            )
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, os.path.dirname(location))  # as `python file.py` would, so siblings import
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(location)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (location == exc.name or location.startswith(exc.name + ".")):
+            raise TargetLoadError("not_found", f"TARGET {text!r}: no module named {exc.name!r}") from None
+        raise
+
+
+def _attribute(module: types.ModuleType, path: str, text: str) -> Any:
+    obj: Any = module
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            raise TargetLoadError(
+                "missing_function", f"TARGET {text!r}: {module.__name__} has no attribute {path!r}"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TargetLoadError(
+            "missing_function", f"TARGET {text!r}: {path} is a {type_name(obj)}, not callable"
+        )
+    return obj
+
+
+def load_adapter(init: dict[str, Any]) -> Any:
+    """Import the target named in ``init`` and wrap it in the adapter of its API."""
+    kind, text, api = init["kind"], init["text"], init["api"]
+    dtype, device, memory_format = init["dtype"], init["device"], init["memory_format"]
+    if kind == "reference":
+        return adapters.ReferenceAdapter(dtype, memory_format)
+    if kind == "torch":
+        import torch.nn.functional
+
+        return adapters.TorchAdapter(torch.nn.functional.group_norm, dtype, device, memory_format)
+    try:
+        module = _import_location(kind, init["location"], text)
+    except TargetLoadError:
+        raise
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt at import time too
+        detail = "".join(traceback.format_exception(exc)[-6:]).rstrip()
+        raise TargetLoadError(
+            "import_raised", f"TARGET {text!r} raised while being imported:\n{detail}"
+        ) from None
+    if api == "cs231n":
+        fns = tuple(
+            _attribute(module, name, text)
+            for name in ("spatial_groupnorm_forward", "spatial_groupnorm_backward")
+        )
+        return adapters.Cs231nAdapter((fns[0], fns[1]), dtype, memory_format)
+    fn = _attribute(module, init["function"], text)
+    if api == "torch":
+        return adapters.TorchAdapter(fn, dtype, device, memory_format)
+    return adapters.NumpyAdapter(fn, dtype, memory_format)
+
+
+def describe(obj: Any, packer: protocol.ArrayPacker, depth: int = 0) -> dict[str, Any]:
+    """A JSON description of a returned object; its numeric data goes to ``packer`` (bfloat16 as float32)."""
+    try:
+        if isinstance(obj, WireArray):
+            return {
+                "kind": "ndarray",
+                "type": "numpy.ndarray",
+                "dtype": obj.dtype,
+                "shape": list(obj.array.shape),
+                "array": packer.add(obj.array),
+            }
+        if isinstance(obj, np.ndarray):
+            d: dict[str, Any] = {
+                "kind": "ndarray",
+                "type": type_name(obj),
+                "dtype": str(obj.dtype),
+                "shape": list(obj.shape),
+            }
+            if obj.dtype.kind in protocol.WIRE_KINDS:
+                d["array"] = packer.add(np.asarray(obj))
+            return d
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(obj, torch.Tensor):
+            d = {
+                "kind": "tensor",
+                "type": type_name(obj),
+                "dtype": str(obj.dtype).removeprefix("torch."),
+                "shape": list(obj.shape),
+                "device": str(obj.device),
+            }
+            t = obj.detach()
+            if t.dtype == torch.bfloat16:
+                t = t.float()
+            a = t.cpu().resolve_conj().resolve_neg().numpy()
+            if a.dtype.kind in protocol.WIRE_KINDS:
+                d["array"] = packer.add(a)
+            return d
+        if isinstance(obj, (tuple, list)) and depth == 0:
+            return {
+                "kind": "sequence",
+                "type": type_name(obj),
+                "length": len(obj),
+                "items": [describe(v, packer, depth + 1) for v in obj[:MAX_ITEMS]],
+            }
+        text = repr(obj)
+        return {"kind": "other", "type": type_name(obj), "repr": text[:200]}
+    except Exception as exc:  # a hostile object whose repr or conversion raises
+        return {"kind": "other", "type": type_name(obj), "repr": f"<not describable: {exc!r}>"[:200]}
+
+
+_OWN_FILES = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def _exception_info(exc: BaseException, stage: str) -> dict[str, Any]:
+    """The exception for the report: type, message, and the traceback without the worker's own frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_OWN_FILES)]
+    text = "".join(traceback.format_list(frames[-6:])) + "".join(traceback.format_exception_only(exc))
+    return {
+        "type": type_name(exc),
+        "message": str(exc)[:2000],
+        "stage": stage,
+        "is_exception": isinstance(exc, Exception),
+        "traceback": text[-4000:],
+    }
+
+
+def run_call(
+    adapter: Any, spec: dict[str, Any], arrays: list[np.ndarray]
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Run one call and build its ``result`` message."""
+    packer = protocol.ArrayPacker()
+    call = Call(
+        op=spec["op"],
+        num_groups=spec["num_groups"],
+        eps=spec["eps"],
+        arrays={name: arrays[i] for name, i in spec["arrays"].items()},
+    )
+    adapter.stage.name = "prepare"
+    inputs: dict[str, Any] = {}
+    header: dict[str, Any] = {"type": "result"}
+    start = time.perf_counter()
+    try:
+        inputs = {name: adapter.native(name, a) for name, a in call.arrays.items()}
+        if call.op not in ("forward", "backward", "double_backward"):
+            raise Unsupported(f"unknown operation {call.op!r}")
+        outputs = getattr(adapter, call.op)(call, inputs)
+        header["status"] = "ok"
+        header["outputs"] = {name: describe(value, packer) for name, value in outputs.items()}
+    except Unsupported as exc:
+        header.update(status="unsupported", message=str(exc))
+    except BadReturn as exc:
+        header.update(status="bad_return", message=str(exc), stage=adapter.stage.name)
+    except BaseException as exc:  # noqa: B036 - the target's SystemExit/KeyboardInterrupt are findings, not ours
+        header.update(status="raised", exception=_exception_info(exc, adapter.stage.name))
+    header["seconds"] = time.perf_counter() - start
+    if spec.get("return_inputs"):
+        header["inputs_after"] = {name: describe(value, packer) for name, value in inputs.items()}
+    return header, packer.arrays
+
+
+def serve(conn_in: Connection, conn_out: Connection) -> None:
+    """Answer ``init`` then ``calls`` messages until ``exit`` or end of input."""
+    init, _ = protocol.recv_message(conn_in)
+    guard = TamperGuard()
+    watch_environment(guard, init["api"])
+    if init["api"] == "torch" and init["device"] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            protocol.send_message(
+                conn_out,
+                {
+                    "type": "hello",
+                    "status": "usage_error",
+                    "message": "--device cuda: torch.cuda.is_available() is False here",
+                },
+            )
+            return
+    try:
+        adapter = load_adapter(init)
+    except TargetLoadError as exc:
+        protocol.send_message(
+            conn_out, {"type": "hello", "status": "usage_error", "kind": exc.kind, "message": str(exc)}
+        )
+        return
+    protocol.send_message(
+        conn_out,
+        {
+            "type": "hello",
+            "status": "ready",
+            "tampered": guard.changes(),
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "torch": getattr(sys.modules.get("torch"), "__version__", None),
+        },
+    )
+    while True:
+        try:
+            message, arrays = protocol.recv_message(conn_in)
+        except EOFError:
+            return
+        if message.get("type") == "exit":
+            return
+        for spec in message["calls"]:
+            header, out_arrays = run_call(adapter, spec, arrays)
+            header["tampered"] = guard.changes()
+            protocol.send_message(conn_out, header, out_arrays)
+
+
+def main(argv: list[str]) -> int:
+    faulthandler.enable()  # a segfault in the target leaves a Python traceback in the worker's log
+    conn_in = Connection(int(argv[1]), writable=False)
+    conn_out = Connection(int(argv[2]), readable=False)
+    serve(conn_in, conn_out)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(
+        code
+    )  # skip interpreter shutdown: atexit hooks and threads the target left behind must not hang us
