@@ -31,16 +31,17 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 # then over the channels of a group) give ceil(log2 M) + 1 + 2 * 12.
 SEQUENTIAL_ALLOWANCE = 25
 
-# Roundings allowed outside the reductions (elementwise operations, each reduction result stored), counted on
-# the longest operation path of each quantity's formula (SPEC.md, "Elementwise stage").
+# Roundings allowed in the elementwise stage, in the storage precision u: the results of the elementwise
+# operations on the longest path of each quantity's formula (SPEC.md, "Elementwise stage").  The statistics
+# and every reduction must be carried in at least the accumulation precision u_a.
 ELEMENTWISE_ROUNDINGS = {
-    "output": 6,
-    "grad_input": 10,
-    "grad_weight": 4,
+    "output": 5,
+    "grad_input": 8,
+    "grad_weight": 3,
     "grad_bias": 1,
-    "grad_grad_output": 12,
-    "double_grad_input": 16,
-    "double_grad_weight": 12,
+    "grad_grad_output": 10,
+    "double_grad_input": 14,
+    "double_grad_weight": 10,
 }
 QUANTITIES = tuple(ELEMENTWISE_ROUNDINGS)
 
@@ -61,14 +62,15 @@ def unit_roundoff(dtype: str) -> float:
 def accumulation_roundoff(dtype: str) -> float:
     """u_a, the unit roundoff the reductions must at least achieve: float32's for float16, bfloat16 and
     float32 inputs, float64's for float64 (the low-precision policy, SPEC.md)."""
+    unit_roundoff(dtype)  # raises ValueError on an unknown dtype
     return unit_roundoff("float64") if dtype == "float64" else unit_roundoff("float32")
 
 
 def summation_depth(length: int) -> int:
-    """d(M): the allowed depth of a summation of M terms, so its error is at most d(M) * u_a * sum |terms|.
+    """d(M): the allowed depth of a summation of M terms, so its error is at most d(M) u_a sum |terms|.
 
     d(M) = min(M - 1, ceil(log2 M) + SEQUENTIAL_ALLOWANCE) for M >= 2 and 0 for M <= 1: any order reaches
-    M - 1; pairwise / cascaded summation with short sequential runs reaches the logarithmic form.
+    M - 1; pairwise or cascaded summation with short sequential runs reaches the logarithmic form.
     """
     if length <= 1:
         return 0
@@ -76,63 +78,19 @@ def summation_depth(length: int) -> int:
 
 
 def mean_coefficient(m: int) -> float:
-    """K_mu(m) = d(m) + 2: |mu_hat - mu| <= K_mu * u_a * A (the sum, then a division by m or a product with a
+    """K_mu(m) = d(m) + 2: |mu_hat - mu| <= K_mu u_a A (the sum, then a division by m or a product with a
     rounded 1/m)."""
     return summation_depth(m) + 2.0
 
 
 def rstd_coefficient(m: int) -> float:
-    """K_r(m) = d(m)/2 + 4: |r_hat - r| <= K_r * u_a * r to first order.
+    """K_r(m) = d(m)/2 + 4: |r_hat - r| <= K_r u_a r to first order.
 
-    The variance sum of m squared deviations has relative error (d + 3) u_a (subtraction, square, sum,
-    division);
-    adding eps one more u_a relative to v + eps; r = (v + eps)**-1/2 halves that and adds sqrt and division
-    (2 u_a): ((d + 4)/2 + 2) u_a.
+    The sum of m squared deviations has relative error (d + 3) u_a (subtraction, square, sum, division by
+    m); adding eps one more u_a relative to v + eps; r = (v + eps)**-1/2 halves that and adds the square root
+    and the division (2 u_a): ((d + 4)/2 + 2) u_a.  (The mean error enters v only at second order.)
     """
     return summation_depth(m) / 2.0 + 4.0
-
-
-def statistics_coefficient(quantity: str, m: int, length: int) -> float:
-    """The coefficient, in units of u_a, of the errors coming from the group statistics and the reductions.
-
-    m is the group size, ``length`` M the per-channel reduction length N * prod(spatial).  Each is the sum,
-    over
-    the factors of the dominant term of the quantity's formula, of the factors' own coefficients (SPEC.md
-    table).
-    """
-    d, dm = summation_depth(m), summation_depth(length)
-    k_mu, k_r = mean_coefficient(m), rstd_coefficient(m)
-    # P b = r (b - <b> - xhat <b xhat>): its dominant term r * X_i * <|b| X> has three factors r (3 K_r), two
-    # deviations x - mu_hat (2 K_mu) and a group sum of products (d + 3).
-    projection = 3 * k_r + 2 * k_mu + d + 3
-    coefficients = {
-        "output": k_mu + k_r,
-        "grad_input": projection,
-        "grad_weight": dm + k_mu + k_r + 4,
-        "grad_bias": float(dm),
-        "grad_grad_output": projection + 1,
-        "double_grad_input": 5 * k_r + 3 * k_mu + 2 * d + 6,
-        "double_grad_weight": projection + dm + 1,
-    }
-    try:
-        return coefficients[quantity]
-    except KeyError:
-        raise ValueError(f"quantity={quantity!r} is not one of {QUANTITIES}") from None
-
-
-def error_bound(quantity: str, dtype: str, m: int, length: int) -> float:
-    """B(quantity, m, M) in units of u * s_i (without the second-order term Q_i).
-
-    B = (u_a / u) * statistics_coefficient + elementwise roundings + (2**-52 / u) for the reference's own
-    error.
-    """
-    u = unit_roundoff(dtype)
-    u_a = accumulation_roundoff(dtype)
-    return (
-        u_a / u * statistics_coefficient(quantity, m, length)
-        + ELEMENTWISE_ROUNDINGS[quantity]
-        + REFERENCE_ULPS * REFERENCE_ROUNDOFF / u
-    )
 
 
 # ---------------------------------------------------------------------------------------------- group layout
@@ -155,51 +113,210 @@ class GroupLayout:
 
     @property
     def xhat(self) -> np.ndarray:
-        """(x - mu) * r, the exact normalized values (to float64 accuracy)."""
+        """(x - mu) r, the exact normalized values (to float64 accuracy)."""
         return (self.x - self.mean) * self.rstd
 
     @property
     def big_x(self) -> np.ndarray:
-        """X_i = r (|x_i| + A): the magnitude allowed for xhat_i (centred and uncentred evaluations)."""
+        """X_i = r (|x_i| + A): the magnitude an error of xhat_i is measured against; it covers the
+        centred evaluation (x_i - mu) r and the uncentred one x_i r - mu r alike."""
         return self.rstd * (np.abs(self.x) + self.abs_mean)
 
-    def blocks(self, array: np.ndarray) -> np.ndarray:
-        """Reshape an array of x's shape to (N, G, C/G, S)."""
+    def blocks(self, array: Any) -> np.ndarray:
+        """An array of x's shape as (N, G, C/G, S)."""
         return np.asarray(array, dtype=np.float64).reshape(self.x.shape)
 
-    def per_channel(self, values: np.ndarray | None, default: float) -> np.ndarray:
+    def per_channel(self, values: Any, default: float) -> np.ndarray:
         """A (C,) parameter as (1, G, C/G, 1); None stands for ``default`` everywhere."""
-        n, g, cpg, _ = self.x.shape
+        _, g, cpg, _ = self.x.shape
         if values is None:
             return np.full((1, g, cpg, 1), default)
         return np.asarray(values, dtype=np.float64).reshape(1, g, cpg, 1)
 
     def group_mean(self, array: np.ndarray) -> np.ndarray:
         """<array> over each group, shape (N, G, 1, 1)."""
-        return array.mean(axis=(2, 3), keepdims=True)
+        return np.broadcast_to(array, self.x.shape).mean(axis=(2, 3), keepdims=True)
 
     def channel_sum(self, array: np.ndarray) -> np.ndarray:
-        """Sum over the batch and the spatial positions, returned with shape (C,)."""
-        return array.sum(axis=(0, 3)).reshape(-1)
+        """Sum over the batch and the spatial positions, shape (C,)."""
+        return np.broadcast_to(array, self.x.shape).sum(axis=(0, 3)).reshape(-1)
 
-    def unblock(self, array: np.ndarray) -> np.ndarray:
+    def full(self, array: np.ndarray) -> np.ndarray:
+        """A (N, G, C/G, S)-broadcastable array as x's original shape."""
         return np.broadcast_to(array, self.x.shape).reshape(self.shape)
 
 
-def group_layout(x: np.ndarray, num_groups: int, eps: float) -> GroupLayout:
-    """Split x (N, C, *spatial) into groups and compute mu, r and A per group in float64."""
+def group_layout(x: Any, num_groups: int, eps: float) -> GroupLayout:
+    """Split x (N, C, *spatial) into groups; mu, r and A per group in float64."""
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2 or num_groups < 1 or x.shape[1] % num_groups:
+        raise ValueError(f"num_groups={num_groups} does not divide C of the input shape {x.shape}")
     n, c = x.shape[0], x.shape[1]
-    if c % num_groups:
-        raise ValueError(f"num_groups={num_groups} does not divide C={c} (input shape {x.shape})")
     s = math.prod(x.shape[2:])
     blocks = x.reshape(n, num_groups, c // num_groups, s)
-    mean = blocks.mean(axis=(2, 3), keepdims=True) if blocks.size else np.zeros((n, num_groups, 1, 1))
-    var = ((blocks - mean) ** 2).mean(axis=(2, 3), keepdims=True) if blocks.size else mean
+    if blocks.size == 0:
+        zeros = np.zeros((n, num_groups, 1, 1))
+        return GroupLayout(tuple(x.shape), blocks, zeros, zeros + 1.0, zeros, (c // num_groups) * s, n * s)
+    # The scales need r to a few digits also where v << mu**2 (a constant group of 1e26 has v = 0 exactly):
+    # one correction step of the mean makes the deviations, and so v, accurate to O(u**2 kappa**2).
+    first = blocks.mean(axis=(2, 3), keepdims=True)
+    mean = first + (blocks - first).mean(axis=(2, 3), keepdims=True)
+    var = ((blocks - mean) ** 2).mean(axis=(2, 3), keepdims=True)
     with np.errstate(divide="ignore"):
         rstd = 1.0 / np.sqrt(var + eps)
-    abs_mean = np.abs(blocks).mean(axis=(2, 3), keepdims=True) if blocks.size else mean
+    abs_mean = np.abs(blocks).mean(axis=(2, 3), keepdims=True)
     return GroupLayout(tuple(x.shape), blocks, mean, rstd, abs_mean, (c // num_groups) * s, n * s)
+
+
+# ---------------------------------------------------------------------------------------------- terms
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One computed factor of a term of an output formula (SPEC.md, "Factors").
+
+    ``value`` is |exact value|; the factor's first-order error is at most ``coefficient`` * u_a * ``bound``;
+    ``shift`` is the absolute error the mean error alone can cause (for the terms of higher order);
+    ``r_power`` counts the factors r inside it (1 for xhat).
+    """
+
+    value: np.ndarray
+    bound: np.ndarray
+    coefficient: float
+    shift: np.ndarray | float = 0.0
+    r_power: int = 0
+
+
+@dataclass(frozen=True)
+class Term:
+    """multiplier * r**r_power * prod(factors); ``multiplier`` holds |exact inputs| and numeric constants."""
+
+    multiplier: np.ndarray | float
+    r_power: int
+    factors: tuple[Factor, ...] = ()
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """The per-group error quantities of the statistics, for one dtype (SPEC.md, "Statistics").
+
+    kappa = A r.  To first order |mu_hat - mu| <= K_mu u_a A and |r_hat - r| <= K_r u_a (1 + kappa) r.
+    eps_mu = K_mu u_a kappa bounds the shift of any xhat caused by the mean error.  To all orders
+    r_hat = r (1 + theta) with -rho_down <= theta <= rho_up, rho_up = K_r u_a (1 + kappa) and
+    rho_down = rho_up + min(eps_mu**2 / 2, 1): the two-pass variance carries v + (mu_hat - mu)**2 >= v, which
+    can only lower r, by the factor (1 + (mu_hat - mu)**2 r**2)**-1/2.
+    """
+
+    layout: GroupLayout
+    dtype: str
+    depth: int
+    k_mu: float
+    k_r: float
+    kappa: np.ndarray
+    eps_mu: np.ndarray
+    rho_up: np.ndarray
+    rho_down: np.ndarray
+
+    def xhat(self) -> Factor:
+        """xhat_i = (x_i - mu) r.  Its error is at most K_mu u_a A r (the mean) + K_r u_a (1 + kappa)|xhat_i|
+        (r) + 2 u_a |xhat_i| (subtraction, product) + u_a r |x_i| (the uncentred form x_i r - mu r), so
+        at most (K_mu + 2) u_a (X_i + (1 + kappa) |xhat_i|), since K_r <= K_mu + 2."""
+        lay = self.layout
+        value = np.abs(lay.xhat)
+        return Factor(value, lay.big_x + (1 + self.kappa) * value, self.k_mu + 2, self.eps_mu, 1)
+
+    def mean(self, f: np.ndarray, products: int) -> Factor:
+        """<f>, f a product of exact inputs formed with ``products`` roundings: error at most
+        (d + products + 1) u_a <|f|> (the sum and the division by m)."""
+        lay = self.layout
+        return Factor(np.abs(lay.group_mean(f)), lay.group_mean(np.abs(f)), self.depth + products + 1)
+
+    def mean_xhat(self, f: np.ndarray, products: int) -> Factor:
+        """<f xhat>, f as in :meth:`mean`.  Error at most (d + products + 2) u_a <|f| X> (sum, the products
+        with f and with xhat, the division; X covers the uncentred form <f x> - mu <f>) + K_mu u_a A r <|f|>
+        (the mean) + K_r u_a (1 + kappa) <|f xhat|> (r), so at most (d + products + 2 + K_mu) u_a
+        (<|f| X> + (1 + kappa) <|f xhat|>).  The mean error alone shifts it by eps_mu <|f|>."""
+        lay = self.layout
+        af = np.abs(f)
+        return Factor(
+            np.abs(lay.group_mean(f * lay.xhat)),
+            lay.group_mean(af * lay.big_x) + (1 + self.kappa) * lay.group_mean(af * np.abs(lay.xhat)),
+            self.depth + products + 2 + self.k_mu,
+            self.eps_mu * lay.group_mean(af),
+            1,
+        )
+
+
+def statistics(layout: GroupLayout, dtype: str) -> Statistics:
+    """The error quantities of the group statistics of ``layout`` for ``dtype``."""
+    m = layout.group_size
+    k_mu = mean_coefficient(m)
+    k_r = rstd_coefficient(m)
+    u_a = accumulation_roundoff(dtype)
+    kappa = layout.abs_mean * layout.rstd
+    eps_mu = k_mu * u_a * kappa
+    rho_up = k_r * u_a * (1 + kappa)
+    rho_down = rho_up + np.minimum(eps_mu**2 / 2, 1.0)
+    return Statistics(layout, dtype, summation_depth(m), k_mu, k_r, kappa, eps_mu, rho_up, rho_down)
+
+
+@dataclass(frozen=True)
+class Magnitudes:
+    """First-order scale s, its coefficient K (in u_a) and the higher-order remainder H (absolute)."""
+
+    scale: np.ndarray
+    coefficient: float
+    remainder: np.ndarray
+
+
+def magnitudes(stats: Statistics, terms: list[Term]) -> Magnitudes:
+    """Scale, coefficient and remainder of a sum of terms.
+
+    For a term T = W r**p prod_k f_k a first-order perturbation gives
+        |dT| <= sum_k c_k u_a E_k W r**p prod_{j != k} |f_j| + p K_r u_a (1 + kappa) |T|,
+    so T contributes to the scale one component per computed factor, E_k W r**p prod_{j != k} |f_j| with
+    coefficient c_k, and (1 + kappa) |T| with coefficient p K_r when p > 0 (|T| with coefficient 0 when it has
+    neither); since the error is at most sum_j c_j comp_j <= max_j c_j * sum_j comp_j, the quantity's
+    coefficient is the largest c_j.
+
+    To all orders, with P the total power of r and theta its relative error,
+        |(1 + theta)**P prod_k (f_k + e_k) - prod_k f_k| <= tau prod_k (|f_k| + shift_k)
+                                                             + prod_k (|f_k| + shift_k) - prod_k |f_k|,
+    tau = max((1 + rho_up)**P - 1, 1 - (1 - rho_down)**P); this less its first-order part is the remainder
+    H, which keeps the bound valid where the mean error is comparable to the standard deviation.
+    """
+    lay = stats.layout
+    base_r = lay.rstd
+    one_plus_kappa = 1 + stats.kappa
+    scale: np.ndarray = np.zeros(1)
+    remainder: np.ndarray = np.zeros(1)
+    coefficient = 0.0
+    for term in terms:
+        base = term.multiplier * base_r**term.r_power
+        values = [f.value for f in term.factors]
+        product = base * math.prod(values) if values else base * np.ones(1)
+        computed = [k for k, f in enumerate(term.factors) if f.coefficient > 0]
+        for k in computed:
+            others = math.prod(v for j, v in enumerate(values) if j != k) if len(values) > 1 else 1.0
+            scale = scale + base * term.factors[k].bound * others
+            coefficient = max(coefficient, term.factors[k].coefficient)
+        if term.r_power:
+            scale = scale + one_plus_kappa * product
+            coefficient = max(coefficient, term.r_power * stats.k_r)
+        elif not computed:
+            scale = scale + product
+        power = term.r_power + sum(f.r_power for f in term.factors)
+        tau = np.maximum((1 + stats.rho_up) ** power - 1, 1 - np.maximum(1 - stats.rho_down, 0.0) ** power)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf: outside the model's domain, see SPEC.md
+            shifted = base * math.prod(f.value + f.shift for f in term.factors) if values else base
+            first = sum(
+                base * f.shift * math.prod(v for j, v in enumerate(values) if j != k)
+                for k, f in enumerate(term.factors)
+            )
+            linear = product * (1 + power * stats.rho_up) + first
+            extra = np.nan_to_num(np.maximum((1 + tau) * shifted - linear, 0.0), nan=np.inf)
+        remainder = remainder + extra
+    return Magnitudes(np.asarray(scale), coefficient, np.asarray(remainder))
 
 
 # ---------------------------------------------------------------------------------------------- tolerances
@@ -209,8 +326,8 @@ def group_layout(x: np.ndarray, num_groups: int, eps: float) -> GroupLayout:
 class Tolerance:
     """What an output may deviate by: |observed - expected| <= u * bound * scale, elementwise.
 
-    ``scale`` is s_i; ``bound`` is B_i in units of u * s_i (B plus the second-order term); both have the
-    quantity's shape.
+    ``scale`` is s_i and ``bound`` is B_i, the allowed err_i in units of u * s_i (B plus the higher-order
+    remainder); both have the quantity's shape.
     """
 
     quantity: str
@@ -227,169 +344,149 @@ class Tolerance:
         return self.unit * self.bound * self.scale
 
 
-def _second_order_rate(layout: GroupLayout, dtype: str) -> np.ndarray:
-    """q_g = (K_mu u_a kappa_g)**2 / 2 with kappa_g = A_g r_g: the relative error of r caused by the squared
-    mean error, which the two-pass variance sum((x - mu_hat)**2)/m = v + (mu_hat - mu)**2 carries."""
-    k_mu = mean_coefficient(layout.group_size)
-    return (k_mu * accumulation_roundoff(dtype) * layout.abs_mean * layout.rstd) ** 2 / 2.0
+def error_bound(quantity: str, dtype: str, coefficient: float, extra_depth: int = 0) -> float:
+    """B = (u_a / u) (coefficient + extra_depth) + elementwise roundings + 2 * 2**-53 / u.
 
-
-def _tolerance(
-    quantity: str, dtype: str, layout: GroupLayout, scale: np.ndarray, r_sensitivity: np.ndarray, shape: Any
-) -> Tolerance:
-    """Assemble B_i = B + q_g * R_i / (u s_i), where R_i = sum_k p_k |term_k| over the terms of the exact
-    formula with r-power p_k bounds |r * d(out_i)/dr|, so q_g * R_i bounds the second-order error."""
+    ``coefficient`` comes from :func:`magnitudes`; ``extra_depth`` is d(M) + 1 for the quantities summed per
+    channel over M = N * prod(spatial) elements; the last term is the reference's own error (faithful).
+    """
+    if quantity not in ELEMENTWISE_ROUNDINGS:
+        raise ValueError(f"quantity={quantity!r} is not one of {QUANTITIES}")
     u = unit_roundoff(dtype)
-    base = error_bound(quantity, dtype, layout.group_size, layout.channel_length)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        extra = np.where(scale > 0, r_sensitivity / (u * scale), 0.0)
-    bound = base + np.nan_to_num(extra, nan=0.0, posinf=np.inf)
-    return Tolerance(
-        quantity, dtype, np.asarray(scale, dtype=np.float64).reshape(shape), bound.reshape(shape)
+    u_a = accumulation_roundoff(dtype)
+    return (
+        u_a / u * (coefficient + extra_depth)
+        + ELEMENTWISE_ROUNDINGS[quantity]
+        + REFERENCE_ULPS * REFERENCE_ROUNDOFF / u
     )
 
 
-def forward_tolerance(
-    x: np.ndarray,
-    num_groups: int,
-    weight: np.ndarray | None,
-    bias: np.ndarray | None,
-    eps: float,
-    dtype: str,
-) -> Tolerance:
-    """Tolerance of y = w_c (x_i - mu) r + b_c.
+def _elementwise(quantity: str, stats: Statistics, terms: list[Term]) -> Tolerance:
+    """Tolerance of an output computed element by element from the terms."""
+    lay = stats.layout
+    mag = magnitudes(stats, terms)
+    scale = lay.full(mag.scale)
+    bound = error_bound(quantity, stats.dtype, mag.coefficient) + _ratio(
+        lay.full(mag.remainder), scale, stats.dtype
+    )
+    return Tolerance(quantity, stats.dtype, scale, bound)
 
-    s_i = |w_c| r (|x_i| + A) + |b_c|;  R_i = |w_c| r |x_i - mu| (the only term carrying r, power 1).
+
+def _per_channel(quantity: str, stats: Statistics, terms: list[Term]) -> Tolerance:
+    """Tolerance of an output summed per channel over the batch and the spatial positions."""
+    lay = stats.layout
+    mag = magnitudes(stats, terms)
+    scale = lay.channel_sum(mag.scale)
+    depth = summation_depth(lay.channel_length) + 1
+    bound = error_bound(quantity, stats.dtype, mag.coefficient, depth) + _ratio(
+        lay.channel_sum(mag.remainder), scale, stats.dtype
+    )
+    return Tolerance(quantity, stats.dtype, scale, bound)
+
+
+def _ratio(remainder: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
+    """remainder / (u scale), 0 where both are 0 and inf where only the scale is."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = remainder / (unit_roundoff(dtype) * scale)
+    return np.where(remainder > 0, out, 0.0)
+
+
+def _input(values: np.ndarray) -> Factor:
+    """An exact input (no error of its own)."""
+    a = np.abs(values)
+    return Factor(a, a, 0.0)
+
+
+def _projection_terms(stats: Statistics, b: np.ndarray, multiplier: np.ndarray | float = 1.0) -> list[Term]:
+    """Terms of (P b)_i = r (b_i - <b> - xhat_i <b xhat>), the operator of grad_input (b = w dy) and of
+    the second order (b = grad_grad_input); b is a product of at most two inputs (one rounding)."""
+    return [
+        Term(multiplier * np.abs(b), 1),
+        Term(multiplier, 1, (stats.mean(b, 1),)),
+        Term(multiplier, 1, (stats.xhat(), stats.mean_xhat(b, 1))),
+    ]
+
+
+def forward_tolerance(x: Any, num_groups: int, weight: Any, bias: Any, eps: float, dtype: str) -> Tolerance:
+    """Tolerance of y_i = w_c xhat_i + b_c.
+
+    Scale s_i = |w_c| X_i + |b_c| = |w_c| r (|x_i| + A) + |b_c|.
     """
-    lay = group_layout(x, num_groups, eps)
+    stats = statistics(group_layout(x, num_groups, eps), dtype)
+    lay = stats.layout
     w = np.abs(lay.per_channel(weight, 1.0))
     b = np.abs(lay.per_channel(bias, 0.0))
-    scale = w * lay.big_x + b
-    q = _second_order_rate(lay, dtype)
-    r_sens = q * w * np.abs(lay.xhat)
-    return _tolerance(
-        "output",
-        dtype,
-        lay,
-        np.broadcast_to(scale, lay.x.shape),
-        np.broadcast_to(r_sens, lay.x.shape),
-        lay.shape,
-    )
-
-
-def _projection_magnitudes(lay: GroupLayout, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale and r-sensitivity of (P b)_i = r (b_i - <b> - xhat_i <b xhat>), the operator shared by
-    grad_input (b = w dy) and the second order (b = grad_grad_input).
-
-    scale_i = r |b_i| + r <|b|> + r X_i <|b| X>;  R_i = r |b_i| + r <|b|> + 3 r |xhat_i| <|b xhat|>.
-    """
-    ab = np.abs(b)
-    r = lay.rstd
-    scale = r * ab + r * lay.group_mean(ab) + r * lay.big_x * lay.group_mean(ab * lay.big_x)
-    xh = np.abs(lay.xhat)
-    r_sens = r * ab + r * lay.group_mean(ab) + 3 * r * xh * lay.group_mean(ab * xh)
-    return scale, r_sens
+    return _elementwise("output", stats, [Term(w, 0, (stats.xhat(),)), Term(b, 0)])
 
 
 def backward_tolerances(
-    grad_output: np.ndarray,
-    x: np.ndarray,
-    num_groups: int,
-    weight: np.ndarray | None,
-    eps: float,
-    dtype: str,
+    grad_output: Any, x: Any, num_groups: int, weight: Any, eps: float, dtype: str
 ) -> dict[str, Tolerance]:
-    """Tolerances of (grad_input, grad_weight, grad_bias).
+    """Tolerances of (grad_input, grad_weight, grad_bias):
 
-    grad_input_i = (P a)_i with a = w dy: scale from :func:`_projection_magnitudes`.
-    grad_weight_c = sum_{i in c} dy_i xhat_i:  s_c = sum |dy_i| X_i,  R_c = sum |dy_i xhat_i|.
-    grad_bias_c = sum_{i in c} dy_i:          s_c = sum |dy_i|,      no r.
+    grad_input_i  = (P a)_i = r (a_i - <a> - xhat_i <a xhat>),  a = w_c dy
+    grad_weight_c = sum_{i in c} dy_i xhat_i
+    grad_bias_c   = sum_{i in c} dy_i
     """
-    lay = group_layout(x, num_groups, eps)
+    stats = statistics(group_layout(x, num_groups, eps), dtype)
+    lay = stats.layout
     dy = lay.blocks(grad_output)
-    q = _second_order_rate(lay, dtype)
     a = lay.per_channel(weight, 1.0) * dy
-    s_in, r_in = _projection_magnitudes(lay, a)
-    c = x.shape[1]
-    s_w = lay.channel_sum(np.abs(dy) * lay.big_x)
-    r_w = lay.channel_sum(q * np.abs(dy * lay.xhat))
-    s_b = lay.channel_sum(np.abs(dy))
     return {
-        "grad_input": _tolerance("grad_input", dtype, lay, s_in, q * r_in, lay.shape),
-        "grad_weight": _tolerance("grad_weight", dtype, lay, s_w, r_w, (c,)),
-        "grad_bias": _tolerance("grad_bias", dtype, lay, s_b, np.zeros(c), (c,)),
+        "grad_input": _elementwise("grad_input", stats, _projection_terms(stats, a)),
+        "grad_weight": _per_channel("grad_weight", stats, [Term(np.abs(dy), 0, (stats.xhat(),))]),
+        "grad_bias": _per_channel("grad_bias", stats, [Term(np.abs(dy), 0)]),
     }
 
 
 def double_backward_tolerances(
-    grad_grad_input: np.ndarray | None,
-    grad_grad_weight: np.ndarray | None,
-    grad_grad_bias: np.ndarray | None,
-    grad_output: np.ndarray,
-    x: np.ndarray,
+    grad_grad_input: Any,
+    grad_grad_weight: Any,
+    grad_grad_bias: Any,
+    grad_output: Any,
+    x: Any,
     num_groups: int,
-    weight: np.ndarray | None,
+    weight: Any,
     eps: float,
     dtype: str,
 ) -> dict[str, Tolerance]:
-    """Tolerances of the second order (grad_grad_output, double_grad_input, double_grad_weight), the VJP of
-    (grad_input, grad_weight, grad_bias) with cotangents (b, gw, gb) = (grad_grad_input, ..._weight,
-    ..._bias):
+    """Tolerances of the second order, the VJP of (grad_input, grad_weight, grad_bias) with cotangents
+    (b, gw, gb) = (grad_grad_input, grad_grad_weight, grad_grad_bias), any of them None (zero):
 
-    grad_grad_output_i = w_c (P b)_i + gw_c xhat_i + gb_c
+    grad_grad_output_i   = w_c (P b)_i + gw_c xhat_i + gb_c
     double_grad_weight_c = sum_{i in c} dy_i (P b)_i
-    double_grad_input_k = -r**2 xhat_k (<b a> - <b><a> - 3 <b xhat><a xhat>)
-                          - r**2 ((b_k - <b>) <a xhat> + (a_k - <a>) <b xhat>)
-                          + r (e_k - <e> - xhat_k <e xhat>),   a = w dy, e = gw_c dy.
-    Each scale is the same expression with every factor replaced by its magnitude (xhat -> X, sums of
-    |products|); each r-sensitivity weights the centred terms by their power of r.
+    double_grad_input_k  = - r**2 xhat_k (<b a> - <b><a> - 3 <b xhat><a xhat>)
+                           - r**2 ((b_k - <b>) <a xhat> + (a_k - <a>) <b xhat>)
+                           + r (e_k - <e> - xhat_k <e xhat>),      a = w_c dy, e = gw_c dy.
     """
-    lay = group_layout(x, num_groups, eps)
-    shape4 = lay.x.shape
-    zeros = np.zeros(shape4)
-    b = zeros if grad_grad_input is None else lay.blocks(grad_grad_input)
+    stats = statistics(group_layout(x, num_groups, eps), dtype)
+    lay = stats.layout
+    b = np.zeros(lay.x.shape) if grad_grad_input is None else lay.blocks(grad_grad_input)
     gw = lay.per_channel(grad_grad_weight, 0.0)
     gb = lay.per_channel(grad_grad_bias, 0.0)
     w = lay.per_channel(weight, 1.0)
     dy = lay.blocks(grad_output)
-    a = w * dy
-    e = gw * dy
-    r = lay.rstd
-    q = _second_order_rate(lay, dtype)
-    big_x, xh = lay.big_x, np.abs(lay.xhat)
-    mean = lay.group_mean
-
-    s_pb, r_pb = _projection_magnitudes(lay, b)
-    s_ggo = np.abs(w) * s_pb + np.abs(gw) * big_x + np.abs(gb)
-    r_ggo = np.abs(w) * r_pb + np.abs(gw) * xh
-    s_dw = lay.channel_sum(np.abs(dy) * s_pb)
-    r_dw = lay.channel_sum(q * np.abs(dy) * r_pb)
-
-    ab, aa, ae = np.abs(b), np.abs(a), np.abs(e)
-    s_dx = (
-        r**2 * big_x * (mean(ab * aa) + mean(ab) * mean(aa) + 3 * mean(ab * big_x) * mean(aa * big_x))
-        + r**2 * ((ab + mean(ab)) * mean(aa * big_x) + (aa + mean(aa)) * mean(ab * big_x))
-        + r * (ae + mean(ae) + big_x * mean(ae * big_x))
-    )
-    r_dx = (
-        3 * r**2 * xh * (mean(ab * aa) + mean(ab) * mean(aa))
-        + 5 * 3 * r**2 * xh * mean(ab * xh) * mean(aa * xh)
-        + 3 * r**2 * ((ab + mean(ab)) * mean(aa * xh) + (aa + mean(aa)) * mean(ab * xh))
-        + r * (ae + mean(ae))
-        + 3 * r * xh * mean(ae * xh)
-    )
-    c = x.shape[1]
+    a, e = w * dy, gw * dy
+    xh = stats.xhat
+    mean, mean_xh = stats.mean, stats.mean_xhat
+    ggo = [*_projection_terms(stats, b, np.abs(w)), Term(np.abs(gw), 0, (xh(),)), Term(np.abs(gb), 0)]
+    dgw = _projection_terms(stats, b, np.abs(dy))
+    dgx = [
+        Term(1.0, 2, (xh(), mean(b * a, 2))),
+        Term(1.0, 2, (xh(), mean(b, 0), mean(a, 1))),
+        Term(3.0, 2, (xh(), mean_xh(b, 0), mean_xh(a, 1))),
+        Term(np.abs(b), 2, (mean_xh(a, 1),)),
+        Term(1.0, 2, (mean(b, 0), mean_xh(a, 1))),
+        Term(np.abs(a), 2, (mean_xh(b, 0),)),
+        Term(1.0, 2, (mean(a, 1), mean_xh(b, 0))),
+        Term(np.abs(e), 1),
+        Term(1.0, 1, (mean(e, 1),)),
+        Term(1.0, 1, (xh(), mean_xh(e, 1))),
+    ]
     return {
-        "grad_grad_output": _tolerance(
-            "grad_grad_output",
-            dtype,
-            lay,
-            np.broadcast_to(s_ggo, shape4),
-            np.broadcast_to(q * r_ggo, shape4),
-            lay.shape,
-        ),
-        "double_grad_input": _tolerance("double_grad_input", dtype, lay, s_dx, q * r_dx, lay.shape),
-        "double_grad_weight": _tolerance("double_grad_weight", dtype, lay, s_dw, r_dw, (c,)),
+        "grad_grad_output": _elementwise("grad_grad_output", stats, ggo),
+        "double_grad_input": _elementwise("double_grad_input", stats, dgx),
+        "double_grad_weight": _per_channel("double_grad_weight", stats, dgw),
     }
 
 
@@ -424,6 +521,19 @@ class Judgement:
         return self.mismatched / self.size if self.size else 0.0
 
 
+def overflow_threshold(dtype: str) -> float:
+    """The smallest magnitude that rounds to infinity in ``dtype`` (round to nearest): (2 - u) 2**emax."""
+    emax = {"float16": 15, "bfloat16": 127, "float32": 127, "float64": 1023}[_dtype(dtype)]
+    if dtype == "float64":
+        return math.inf
+    return (2 - unit_roundoff(dtype)) * 2.0**emax
+
+
+def _dtype(dtype: str) -> str:
+    unit_roundoff(dtype)  # raises ValueError on an unknown dtype
+    return dtype
+
+
 def _fmt(value: float, dtype: str) -> str:
     return f"{value:.17g}" if dtype == "float64" else f"{value:.9g}"
 
@@ -453,7 +563,11 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
         return Judgement(quantity, dtype, True, 0, 0, 0.0, 0.0, 0.0, None, None, None, f"{quantity}: empty")
     u = tolerance.unit
     scale, bound = tolerance.scale, tolerance.bound
-    diff = np.abs(obs - expected)
+    # An exact value beyond the dtype's range rounds to +-inf; that (correctly rounded) answer is accepted.
+    overflow = np.abs(expected) >= overflow_threshold(dtype)
+    with np.errstate(invalid="ignore"):
+        rounded_inf = overflow & np.isinf(obs) & (np.sign(obs) == np.sign(expected))
+    diff = np.where(rounded_inf, 0.0, np.abs(obs - expected))
     finite = np.isfinite(expected)
     same_nonfinite = ~finite & ((np.isnan(expected) & np.isnan(obs)) | (expected == obs))
     with np.errstate(divide="ignore", invalid="ignore"):

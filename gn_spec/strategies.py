@@ -397,13 +397,14 @@ def case_strategy(
         shape, groups = draw(shapes)
         data = draw(st.sampled_from(RECIPES))
         log10_offset = draw(st.integers(0, hi_offset)) if data in ("offset", "near_eps", "exact") else 0
-        log10_scale = (
-            draw(st.integers(lo_scale, hi_total - log10_offset).map(lambda s: s))
-            if data in ("offset", "constant", "wide")
-            else 0
-        )
-        if data == "wide":
-            log10_scale = min(log10_scale, hi_total - 3)
+        if data == "offset":
+            log10_scale = draw(st.integers(lo_scale, hi_total - log10_offset))
+        elif data == "wide":  # the recipe spreads magnitudes over a further 1e+-3
+            log10_scale = draw(st.integers(lo_scale + 3, hi_total - 3))
+        elif data == "constant":  # |x| r = kappa stays below ~1e3 / sqrt(eps): inside the model's domain
+            log10_scale = draw(st.integers(-3, min(3, hi_total)))
+        else:
+            log10_scale = 0
         return Case(
             shape=shape,
             num_groups=groups,
