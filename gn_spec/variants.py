@@ -9,12 +9,15 @@ Bessel-corrected variance".
 Notation: a block is one (sample n, group g) set of m = (C/G) * prod(spatial) values with mean mu and biased
 variance var; r = 1/sqrt(var + eps); xhat = (x - mu) * r; GN gives y = weight[c] * xhat + bias[c].
 
-Every forward variant has the reference's signature ``variant(x, num_groups, weight=None, bias=None,
-eps=1e-5) -> float64 array`` and is evaluated through the faithful reference (``gn_spec.group_norm``) on
-transformed arguments wherever an exact transformation exists (a permutation of channels, a change of eps or
-of the affine), so a variant's own error stays within one ulp of float64 and never blurs a diagnosis. The
-backward variants take (grad_output, x, num_groups, weight, eps) and return (grad_input, grad_weight,
-grad_bias) like ``gn_spec.group_norm_backward``.
+Every forward variant is Group Normalization of rearranged data or with another eps or affine: a set of
+:class:`Piece` s, each a GN problem whose values the faithful reference (``gn_spec.group_norm``) computes.
+So a variant's own error stays within one ulp of float64 and never blurs a diagnosis, and an implementation
+of the variant is judged piece by piece with the error model exactly as GN is, with each piece's statistics
+and magnitudes (a variant's outputs can be far larger than GN's: eps outside the square root, say). The
+variants are also plain functions with the reference's signature ``variant(x, num_groups, weight=None,
+bias=None, eps=1e-5) -> float64 array``. The backward variants take (grad_output, x, num_groups, weight, eps)
+and return (grad_input, grad_weight, grad_bias) like ``gn_spec.group_norm_backward``; their values are
+judged with GN's backward tolerances, which bound them (each drops terms of GN's gradient or divides it).
 
 A variant explains an observed result when the error model accepts the observed values as the variant's
 values (the judge's worst error ratio is at most 1) and the variant is distinguishable from GN on that input
@@ -24,6 +27,7 @@ interleaved grouping when G = 1, say) would be blamed for an unrelated failure.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,8 +37,6 @@ import numpy as np
 import gn_spec
 from gn_spec import error_model
 
-#: A forward variant: (x, num_groups, weight, bias, eps) -> float64 output of x's shape.
-ForwardFn = Callable[[np.ndarray, int, "np.ndarray | None", "np.ndarray | None", float], np.ndarray]
 #: A backward variant: (grad_output, x, num_groups, weight, eps) -> (grad_input, grad_weight, grad_bias).
 BackwardFn = Callable[
     [np.ndarray, np.ndarray, int, "np.ndarray | None", float], tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -69,20 +71,6 @@ class Judge(Protocol):
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A named forward variant; ``explains`` completes the sentence "the output matches GN with ..."."""
-
-    name: str
-    explains: str
-    forward: ForwardFn
-    #: The format whose error model judges the match (None: the format under test). A variant that models a
-    #: computation carried out in another precision is judged with that precision's unit roundoff.
-    judged_as: str | None = None
-    #: Whether the variant is meaningful for a case (e.g. only float64 input can be "computed in float32").
-    applies: Callable[[Case], bool] = lambda case: True
-
-
-@dataclass(frozen=True)
 class BackwardVariant:
     """A named backward variant; ``explains`` completes "the gradients match GN's backward with ..."."""
 
@@ -100,6 +88,72 @@ class Diagnosis:
     ratio: float
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One Group Normalization problem inside a variant.
+
+    The variant's output at the flat positions ``index`` (an integer array of the piece's input's shape) is
+    GN(x, num_groups, weight, bias, eps) of the piece. Every forward variant here is a set of pieces that
+    covers the output once: the variant is GN of rearranged data, or GN with another eps or affine. So the
+    variant's values come from the faithful reference, and the error model judges an implementation of the
+    variant piece by piece exactly as it judges GN, with each piece's own statistics and magnitudes.
+    """
+
+    index: np.ndarray
+    x: np.ndarray
+    num_groups: int
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+    eps: float
+
+
+PiecesFn = Callable[[np.ndarray, int, "np.ndarray | None", "np.ndarray | None", float], list[Piece]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named forward variant; ``explains`` completes the sentence "the output matches GN with ..."."""
+
+    name: str
+    explains: str
+    pieces: PiecesFn
+    #: Applied elementwise to the pieces' GN values (None: nothing), e.g. NaN replaced by 0.
+    post: Callable[[np.ndarray], np.ndarray] | None = None
+    #: The format whose error model judges the match (None: the format under test). A variant that models a
+    #: computation carried out in another precision is judged with that precision's unit roundoff.
+    judged_as: str | None = None
+    #: Whether the variant is meaningful for a case (e.g. only float64 input can be "computed in float32").
+    applies: Callable[[Case], bool] = lambda case: True
+
+    def forward(self, x: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+        """The variant's output for the reference's arguments, float64, of x's shape."""
+        x = np.asarray(x, dtype=np.float64)
+        out = np.empty(x.size)
+        for p in self.pieces(x, num_groups, _f64(weight), _f64(bias), float(eps)):
+            out[p.index] = self._values(p)
+        return out.reshape(x.shape)
+
+    def _values(self, p: Piece) -> np.ndarray:
+        y = gn_spec.group_norm(p.x, p.num_groups, p.weight, p.bias, p.eps)
+        return y if self.post is None else self.post(y)
+
+    def match(self, observed: np.ndarray, case: Case, judge: Judge) -> float:
+        """The judge's worst ratio for ``observed`` taken as this variant's output (<= 1: it matches)."""
+        if observed.shape != case.x.shape:
+            return float("inf")
+        flat = observed.reshape(-1)
+        dtype = self.judged_as or case.dtype
+        worst = 0.0
+        for p in self.pieces(case.x, case.num_groups, case.weight, case.bias, case.eps):
+            piece_case = Case(p.x, p.num_groups, p.weight, p.bias, p.eps, dtype)
+            worst = max(worst, float(judge(flat[p.index], self._values(p), piece_case, "output")))
+        return worst
+
+
+def _f64(a: Any) -> np.ndarray | None:
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
 # --------------------------------------------------------------------------------------------------------
 # helpers
 
@@ -112,6 +166,11 @@ def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
 def _blocks(x: np.ndarray, num_groups: int) -> np.ndarray:
     """x viewed as (N, G, m): one row per (sample, group) block."""
     return np.asarray(x, dtype=np.float64).reshape(x.shape[0], num_groups, -1)
+
+
+def _positions(x: np.ndarray) -> np.ndarray:
+    """The flat position of every element of x, in x's shape (what a piece's ``index`` is cut from)."""
+    return np.arange(x.size).reshape(x.shape)
 
 
 def _block_variance(x: np.ndarray, num_groups: int) -> np.ndarray:
@@ -129,203 +188,192 @@ def _block_variance(x: np.ndarray, num_groups: int) -> np.ndarray:
     return np.maximum((d * d).mean(axis=-1) - dm * dm, 0.0)
 
 
-def _group_norm_block_eps(
-    x: np.ndarray, num_groups: int, weight: np.ndarray | None, bias: np.ndarray | None, eps: np.ndarray
-) -> np.ndarray:
-    """GN where block (n, g) uses its own eps[n, g]: the reference applied one block at a time.
+def _whole(x: np.ndarray, num_groups: int, weight: np.ndarray | None, bias: np.ndarray | None,
+           eps: float) -> list[Piece]:
+    """The variant is GN of x itself with other arguments: one piece."""
+    return [Piece(_positions(x), x, num_groups, weight, bias, eps)]
 
-    Used by variants that change only where eps enters: they equal GN with a per-block effective eps. A block
-    holding NaN or inf has no finite eps (its variance is not finite); its output is NaN whatever eps is.
+
+def _block_by_block(x: np.ndarray, num_groups: int, weight: np.ndarray | None, bias: np.ndarray | None,
+                    eps: np.ndarray) -> list[Piece]:
+    """GN where block (n, g) has its own eps[n, g]: one piece per block (G = 1 on x[n:n+1, channels of g]).
+
+    A block holding NaN or inf has no finite eps (its variance is not finite); its output is NaN whatever eps
+    is, so it gets 0.
     """
     eps = np.where(np.isfinite(eps), eps, 0.0)
-    n_samples, channels = x.shape[0], x.shape[1]
-    k = channels // num_groups
-    w = np.ones(channels) if weight is None else np.asarray(weight, dtype=np.float64)
-    b = np.zeros(channels) if bias is None else np.asarray(bias, dtype=np.float64)
-    out = np.empty(x.shape)
-    for n in range(n_samples):
+    k = x.shape[1] // num_groups
+    pos = _positions(x)
+    pieces = []
+    for n in range(x.shape[0]):
         for g in range(num_groups):
             ch = slice(g * k, (g + 1) * k)
-            block = np.asarray(x[n : n + 1, ch], dtype=np.float64)
-            out[n : n + 1, ch] = gn_spec.group_norm(block, 1, w[ch], b[ch], float(eps[n, g]))
-    return out
+            w = None if weight is None else weight[ch]
+            b = None if bias is None else bias[ch]
+            pieces.append(Piece(pos[n : n + 1, ch], x[n : n + 1, ch], 1, w, b, float(eps[n, g])))
+    return pieces
 
 
 # --------------------------------------------------------------------------------------------------------
-# forward variants
+# forward variants, as pieces
 
 
-def bessel_variance(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _bessel_variance(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with the sample variance var' = m / (m - 1) * var.
 
-    (x - mu) / sqrt(m var / (m - 1) + eps) = s * (x - mu) / sqrt(var + s^2 eps) with s = sqrt((m - 1) / m),
-    i.e. the reference with eps' = s^2 eps and the weight scaled by s. A one-element block divides by zero
-    (NaN), as the sample variance of one value does.
+    (x - mu) / sqrt(m var / (m - 1) + eps) = s * (x - mu) / sqrt(var + s^2 eps) with s = sqrt((m - 1) / m):
+    the reference with eps' = s^2 eps and the weight scaled by s. For m = 1, s = 0 gives eps' = 0 and the
+    reference's 0/0 = NaN, as the sample variance of one value has.
     """
     m = int(np.prod(x.shape[1:])) // num_groups
-    if m == 1:
-        return np.full(x.shape, np.nan)
-    s2 = (m - 1) / m
-    w = np.ones(x.shape[1]) if weight is None else np.asarray(weight, dtype=np.float64)
-    return gn_spec.group_norm(x, num_groups, w * np.sqrt(s2), bias, eps * s2)
+    s2 = (m - 1) / m if m else 1.0
+    w = np.ones(x.shape[1]) if weight is None else weight
+    return _whole(x, num_groups, w * np.sqrt(s2), bias, eps * s2)
 
 
-def eps_outside_sqrt(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _eps_outside_sqrt(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with eps added to the standard deviation: (x - mu) / (sqrt(var) + eps).
 
     sqrt(var) + eps = sqrt(var + eps') with eps' = 2 eps sqrt(var) + eps^2, a per-block eps.
     """
     sd = np.sqrt(_block_variance(x, num_groups))
-    return _group_norm_block_eps(x, num_groups, weight, bias, 2.0 * eps * sd + eps * eps)
+    return _block_by_block(x, num_groups, weight, bias, 2.0 * eps * sd + eps * eps)
 
 
-def eps_as_clamp(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _eps_as_clamp(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with eps as a floor on the variance: (x - mu) / sqrt(max(var, eps)).
 
     max(var, eps) = var + eps' with eps' = max(eps - var, 0), a per-block eps.
     """
-    var = _block_variance(x, num_groups)
-    return _group_norm_block_eps(x, num_groups, weight, bias, np.maximum(eps - var, 0.0))
+    return _block_by_block(x, num_groups, weight, bias, np.maximum(eps - _block_variance(x, num_groups), 0.0))
 
 
-def eps_ignored(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
-    """GN with eps left out: (x - mu) / sqrt(var); a constant block gives 0 / 0 = NaN."""
-    y = gn_spec.group_norm(x, num_groups, weight, bias, 0.0)
-    constant = _block_variance(x, num_groups) == 0.0
-    y = y.reshape(x.shape[0], num_groups, -1)
-    y[constant] = np.nan
-    return y.reshape(x.shape)
+def _eps_ignored(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
+    """GN with eps left out: (x - mu) / sqrt(var), the reference with eps = 0 (a constant block is NaN)."""
+    return _whole(x, num_groups, weight, bias, 0.0)
 
 
-def interleaved_groups(
-    x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
-):
+def _interleaved_groups(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN whose group g holds the channels c with c mod G = g instead of a contiguous block.
 
-    Permuting the channels to the order (0, G, 2G, ..., 1, G+1, ...) makes those groups contiguous; the
-    reference on the permuted channels, permuted back, is the variant.
+    Taking the channels in the order (0, G, 2G, ..., 1, G + 1, ...) makes those groups contiguous: the
+    variant is GN of x[:, order] with the parameters in the same order.
     """
-    channels = x.shape[1]
-    order = np.arange(channels).reshape(channels // num_groups, num_groups).T.reshape(-1)
-    w = None if weight is None else np.asarray(weight, dtype=np.float64)[order]
-    b = None if bias is None else np.asarray(bias, dtype=np.float64)[order]
-    y = gn_spec.group_norm(np.asarray(x)[:, order], num_groups, w, b, eps)
-    return y[:, np.argsort(order)]
+    c = x.shape[1]
+    order = np.arange(c).reshape(c // num_groups, num_groups).T.reshape(-1)
+    return [Piece(_positions(x)[:, order], x[:, order], num_groups, None if weight is None else weight[order],
+                  None if bias is None else bias[order], eps)]
 
 
-def per_group_affine(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _per_group_affine(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN whose affine is per group, as ONNX GroupNormalization-18 read it: weight[g], bias[g] for group g.
 
     The per-channel parameters become weight'[c] = weight[c // (C/G)] (likewise bias): the first G entries
     are used, one per group.
     """
     group_of = np.arange(x.shape[1]) // (x.shape[1] // num_groups)
-    w = None if weight is None else np.asarray(weight, dtype=np.float64)[group_of]
-    b = None if bias is None else np.asarray(bias, dtype=np.float64)[group_of]
-    return gn_spec.group_norm(x, num_groups, w, b, eps)
+    return _whole(x, num_groups, None if weight is None else weight[group_of],
+                  None if bias is None else bias[group_of], eps)
 
 
-def batch_pooled(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _batch_pooled(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN whose statistics for group g are pooled over all N samples (as batch normalization pools them).
 
-    Rearranging x (N, G, k, S) to one sample (1, G * N * k, S), group-major, makes each pooled set one
-    contiguous group of N * k channels; the reference with channel c's parameters repeated over n is the
-    variant.
+    Rearranging (N, G, k, S) to one sample (1, G * N * k, S), group-major, makes each pooled set one
+    contiguous group of N * k channels; channel (g, n, j) takes the parameters of channel g * k + j.
     """
-    n_samples, channels = x.shape[0], x.shape[1]
-    if n_samples == 0:
-        return np.zeros(x.shape)
-    k = channels // num_groups
-    spatial = x.shape[2:]
-    pooled = np.asarray(x, dtype=np.float64).reshape((n_samples, num_groups, k, -1)).transpose(1, 0, 2, 3)
-    pooled = pooled.reshape((1, num_groups * n_samples * k) + ((pooled.shape[-1],) if spatial else ()))
+    n, c = x.shape[0], x.shape[1]
+    if n == 0:
+        return []
+    k = c // num_groups
 
-    def spread(p: Any) -> np.ndarray | None:
+    def pool(a: np.ndarray) -> np.ndarray:
+        return a.reshape(n, num_groups, k, -1).transpose(1, 0, 2, 3).reshape(1, num_groups * n * k, -1)
+
+    def spread(p: np.ndarray | None) -> np.ndarray | None:
         if p is None:
             return None
-        per = np.asarray(p, dtype=np.float64).reshape(num_groups, 1, k)
-        return np.broadcast_to(per, (num_groups, n_samples, k)).reshape(-1)
+        return np.broadcast_to(p.reshape(num_groups, 1, k), (num_groups, n, k)).reshape(-1)
 
-    y = gn_spec.group_norm(pooled, num_groups, spread(weight), spread(bias), eps)
-    y = y.reshape(num_groups, n_samples, k, -1).transpose(1, 0, 2, 3)
-    return y.reshape(x.shape)
+    return [Piece(pool(_positions(x)), pool(x), num_groups, spread(weight), spread(bias), eps)]
 
 
-def layer_norm(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _layer_norm(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with num_groups ignored, one group per sample: LayerNorm over (C, *spatial), per-channel affine."""
-    return gn_spec.group_norm(x, 1, weight, bias, eps)
+    return _whole(x, 1, weight, bias, eps)
 
 
-def instance_norm(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
-    """GN with num_groups ignored and one group per channel: InstanceNorm."""
-    return gn_spec.group_norm(x, x.shape[1], weight, bias, eps)
+def _instance_norm(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
+    """GN with num_groups ignored, one group per channel: InstanceNorm."""
+    return _whole(x, x.shape[1], weight, bias, eps)
 
 
-def affine_before_normalizing(
-    x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
-):
-    """GN applied to weight[c] * x + bias[c], with no affine afterwards."""
-    z = np.asarray(x, dtype=np.float64)
+def _affine_before_normalizing(x: np.ndarray, num_groups: int, weight: Any, bias: Any,
+                               eps: float) -> list[Piece]:
+    """GN applied to z = weight[c] * x + bias[c] (z in float64), with no affine afterwards."""
+    z = x
     if weight is not None:
-        z = z * np.asarray(weight, dtype=np.float64).reshape(_channel_shape(x))
+        z = z * weight.reshape(_channel_shape(x))
     if bias is not None:
-        z = z + np.asarray(bias, dtype=np.float64).reshape(_channel_shape(x))
-    return gn_spec.group_norm(z, num_groups, None, None, eps)
+        z = z + bias.reshape(_channel_shape(x))
+    return [Piece(_positions(x), z, num_groups, None, None, eps)]
 
 
-def weight_bias_swapped(
-    x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
-):
+def _weight_bias_swapped(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with weight and bias exchanged: y = bias[c] * xhat + weight[c] (a missing one: 1, 0)."""
-    channels = x.shape[1]
-    scale = np.ones(channels) if bias is None else np.asarray(bias, dtype=np.float64)
-    shift = np.zeros(channels) if weight is None else np.asarray(weight, dtype=np.float64)
-    return gn_spec.group_norm(x, num_groups, scale, shift, eps)
+    c = x.shape[1]
+    scale = np.ones(c) if bias is None else bias
+    shift = np.zeros(c) if weight is None else weight
+    return _whole(x, num_groups, scale, shift, eps)
 
 
-def affine_ignored(x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
+def _affine_ignored(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with weight and bias ignored: y = xhat."""
-    return gn_spec.group_norm(x, num_groups, None, None, eps)
+    return _whole(x, num_groups, None, None, eps)
 
 
-def channels_last_without_permute(
-    x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
-):
+def _channels_last_without_permute(x: np.ndarray, num_groups: int, weight: Any, bias: Any,
+                                   eps: float) -> list[Piece]:
     """GN whose groups are G equal slices of the channels-last layout (N, *spatial, C), each mixing channels.
 
-    The slices are normalized by the reference as the rows of an (N, G, M/G) array; the per-channel affine
-    then applies along the channels-last axis, and the result is moved back to (N, C, *spatial).
+    Slice (n, g) holds L = C * prod(spatial) / G values whose channels cycle fastest; normalizing it and
+    then applying each value's channel parameters is GN of the slice laid out as (1, L) (L channels of one
+    value, one group) with per-element parameters: one piece per slice.
     """
-    nhwc = np.moveaxis(np.asarray(x, dtype=np.float64), 1, -1)
-    rows = nhwc.reshape(x.shape[0], num_groups, -1)
-    y = gn_spec.group_norm(rows, num_groups, None, None, eps).reshape(nhwc.shape)
-    if weight is not None:
-        y = y * np.asarray(weight, dtype=np.float64)
-    if bias is not None:
-        y = y + np.asarray(bias, dtype=np.float64)
-    return np.moveaxis(y, -1, 1)
+    n = x.shape[0]
+    channel = np.broadcast_to(np.arange(x.shape[1]).reshape(_channel_shape(x)), x.shape)
+
+    def rows(a: np.ndarray) -> np.ndarray:
+        return np.moveaxis(a, 1, -1).reshape(n, num_groups, -1)
+
+    pos, vals, chan = rows(_positions(x)), rows(x), rows(channel)
+    return [Piece(pos[i, g][None, :], vals[i, g][None, :], 1, None if weight is None else weight[chan[i, g]],
+                  None if bias is None else bias[chan[i, g]], eps)
+            for i in range(n) for g in range(num_groups)]
 
 
-def computed_in_float32(
-    x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
-):
+def _computed_in_float32(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN of the inputs rounded to float32, as an implementation that computes in float32 produces.
 
     Judged with float32's error model: the observed values match when they are as accurate as float32
     arithmetic can make them, and no more.
     """
 
-    def f32(a: Any) -> Any:
-        return None if a is None else np.asarray(a, dtype=np.float64).astype(np.float32)
+    def f32(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float32).astype(np.float64)
 
-    return gn_spec.group_norm(f32(x), num_groups, f32(weight), f32(bias), float(np.float32(eps)))
+    w = None if weight is None else f32(weight)
+    b = None if bias is None else f32(bias)
+    return [Piece(_positions(x), f32(x), num_groups, w, b, float(np.float32(eps)))]
 
 
-def nan_replaced_by_zero(
-    x: np.ndarray, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
-):
-    """GN with NaN outputs replaced by 0 (numpy.nan_to_num), instead of propagated."""
-    return np.nan_to_num(gn_spec.group_norm(x, num_groups, weight, bias, eps), nan=0.0)
+def _nan_replaced_by_zero(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
+    """GN with NaN outputs replaced by 0 (numpy.nan_to_num), instead of propagated: GN's piece, then post."""
+    return _whole(x, num_groups, weight, bias, eps)
+
+
+def _zero_nan(y: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(y, nan=0.0, posinf=np.inf, neginf=-np.inf)
 
 
 def _has_non_finite(case: Case) -> bool:
@@ -333,30 +381,63 @@ def _has_non_finite(case: Case) -> bool:
 
 
 FORWARD_VARIANTS: tuple[Variant, ...] = (
-    Variant("bessel_variance", "Bessel-corrected variance (divided by m - 1 instead of m)", bessel_variance),
+    Variant("bessel_variance", "Bessel-corrected variance (divided by m - 1 instead of m)", _bessel_variance),
     Variant("eps_outside_sqrt", "eps added to the standard deviation, (x - mu) / (sqrt(var) + eps)",
-            eps_outside_sqrt),
+            _eps_outside_sqrt),
     Variant("eps_as_clamp", "eps used as a floor on the variance, (x - mu) / sqrt(max(var, eps))",
-            eps_as_clamp),
-    Variant("eps_ignored", "eps ignored, (x - mu) / sqrt(var)", eps_ignored),
+            _eps_as_clamp),
+    Variant("eps_ignored", "eps ignored, (x - mu) / sqrt(var)", _eps_ignored),
     Variant("interleaved_groups", "interleaved groups (channel c in group c mod G, not contiguous blocks)",
-            interleaved_groups),
+            _interleaved_groups),
     Variant("per_group_affine", "a per-group affine, weight[g] and bias[g] for every channel of group g "
-            "(the ONNX GroupNormalization-18 reading)", per_group_affine),
-    Variant("batch_pooled", "statistics pooled over the whole batch instead of per sample", batch_pooled),
-    Variant("layer_norm", "num_groups ignored: one group per sample (LayerNorm)", layer_norm),
-    Variant("instance_norm", "num_groups ignored: one group per channel (InstanceNorm)", instance_norm),
+            "(the ONNX GroupNormalization-18 reading)", _per_group_affine),
+    Variant("batch_pooled", "statistics pooled over the whole batch instead of per sample", _batch_pooled),
+    Variant("layer_norm", "num_groups ignored: one group per sample (LayerNorm)", _layer_norm),
+    Variant("instance_norm", "num_groups ignored: one group per channel (InstanceNorm)", _instance_norm),
     Variant("affine_before_normalizing", "weight and bias applied before normalizing instead of after",
-            affine_before_normalizing),
-    Variant("weight_bias_swapped", "weight and bias swapped", weight_bias_swapped),
-    Variant("affine_ignored", "weight and bias ignored", affine_ignored),
+            _affine_before_normalizing),
+    Variant("weight_bias_swapped", "weight and bias swapped", _weight_bias_swapped),
+    Variant("affine_ignored", "weight and bias ignored", _affine_ignored),
     Variant("channels_last_without_permute", "groups cut from the channels-last layout without a permute "
-            "(each group mixes all channels)", channels_last_without_permute),
+            "(each group mixes all channels)", _channels_last_without_permute),
     Variant("computed_in_float32", "the computation carried out in float32 (float32 accuracy, not float64)",
-            computed_in_float32, judged_as="float32", applies=lambda case: case.dtype == "float64"),
-    Variant("nan_replaced_by_zero", "NaN outputs replaced by 0 instead of propagated", nan_replaced_by_zero,
-            applies=_has_non_finite),
+            _computed_in_float32, judged_as="float32", applies=lambda case: case.dtype == "float64"),
+    Variant("nan_replaced_by_zero", "NaN outputs replaced by 0 instead of propagated", _nan_replaced_by_zero,
+            post=_zero_nan, applies=_has_non_finite),
 )
+
+#: The variants by name.
+VARIANTS_BY_NAME: dict[str, Variant] = {v.name: v for v in FORWARD_VARIANTS}
+
+
+def _public(name: str) -> Callable[..., np.ndarray]:
+    variant = VARIANTS_BY_NAME[name]
+
+    def forward(x: Any, num_groups: int, weight: Any = None, bias: Any = None,
+                eps: float = 1e-5) -> np.ndarray:
+        return variant.forward(x, num_groups, weight, bias, eps)
+
+    forward.__name__ = forward.__qualname__ = name
+    forward.__doc__ = variant.pieces.__doc__
+    return forward
+
+
+# The forward variants as plain functions with the reference's signature (float64 output of x's shape).
+bessel_variance = _public("bessel_variance")
+eps_outside_sqrt = _public("eps_outside_sqrt")
+eps_as_clamp = _public("eps_as_clamp")
+eps_ignored = _public("eps_ignored")
+interleaved_groups = _public("interleaved_groups")
+per_group_affine = _public("per_group_affine")
+batch_pooled = _public("batch_pooled")
+layer_norm = _public("layer_norm")
+instance_norm = _public("instance_norm")
+affine_before_normalizing = _public("affine_before_normalizing")
+weight_bias_swapped = _public("weight_bias_swapped")
+affine_ignored = _public("affine_ignored")
+channels_last_without_permute = _public("channels_last_without_permute")
+computed_in_float32 = _public("computed_in_float32")
+nan_replaced_by_zero = _public("nan_replaced_by_zero")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -424,6 +505,20 @@ BACKWARD_VARIANTS: tuple[BackwardVariant, ...] = (
 # diagnosis
 
 
+def _quiet(fn: Callable[..., list[Diagnosis]]) -> Callable[..., list[Diagnosis]]:
+    """Run ``fn`` with numpy's floating-point warnings off.
+
+    Variants produce NaN and inf by design (0/0 when eps is ignored, the sample variance of one value); those
+    warnings are not the caller's concern."""
+
+    @functools.wraps(fn)
+    def quiet(*args: Any, **kwargs: Any) -> list[Diagnosis]:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return quiet
+
+
 def _as_float64(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
@@ -438,15 +533,15 @@ def _judged(judge: Judge, observed: np.ndarray, expected: np.ndarray, case: Case
 class ErrorModelJudge:
     """The checker's error model (:mod:`gn_spec.error_model`) as a :class:`Judge`.
 
-    The tolerances depend only on the case's inputs and dtype, so each (quantity, dtype) is computed once
-    per instance; use one instance per case.
+    A tolerance depends only on the case's inputs, its dtype and the quantity, so it is computed once per
+    (case, quantity) for as long as the judge lives (one diagnosis).
     """
 
     def __init__(self) -> None:
-        self._tolerances: dict[tuple[str, str], Any] = {}
+        self._tolerances: dict[tuple[int, str], tuple[Case, Any]] = {}
 
     def _tolerance(self, case: Case, quantity: str) -> Any:
-        key = (quantity, case.dtype)
+        key = (id(case), quantity)
         if key not in self._tolerances:
             if quantity == "output":
                 tol = error_model.forward_tolerance(
@@ -458,13 +553,14 @@ class ErrorModelJudge:
                 tol = error_model.backward_tolerances(
                     case.grad_output, case.x, case.num_groups, case.weight, case.eps, case.dtype
                 )[quantity]
-            self._tolerances[key] = tol
-        return self._tolerances[key]
+            self._tolerances[key] = (case, tol)  # holding the case keeps its id from being reused
+        return self._tolerances[key][1]
 
     def __call__(self, observed: np.ndarray, expected: np.ndarray, case: Case, quantity: str) -> float:
         return error_model.judge(quantity, observed, expected, self._tolerance(case, quantity)).max_ratio
 
 
+@_quiet
 def diagnose(
     observed: Any,
     x: Any,
@@ -498,16 +594,15 @@ def diagnose(
     for v in variants:
         if not v.applies(case):
             continue
-        out = v.forward(xs, int(num_groups), w, b, float(eps))
-        judged_case = case if v.judged_as is None else Case(xs, case.num_groups, w, b, case.eps, v.judged_as)
-        if _judged(judge, out, expected, case, "output") <= 1.0:
+        if _judged(judge, v.forward(xs, case.num_groups, w, b, case.eps), expected, case, "output") <= 1.0:
             continue  # indistinguishable from GN on this input
-        ratio = _judged(judge, obs, out, judged_case, "output")
+        ratio = v.match(obs, case, judge)
         if ratio <= 1.0:
             found.append(Diagnosis(v.name, f"the output matches GN with {v.explains}", ratio))
     return sorted(found, key=lambda d: d.ratio)
 
 
+@_quiet
 def diagnose_backward(
     observed: Sequence[Any],
     grad_output: Any,
