@@ -188,7 +188,7 @@ def test_every_scale_dominates_the_exact_value(case):
         zip(
             ("grad_input", "grad_weight", "grad_bias"),
             gn_spec.group_norm_backward(i.grad_output, i.x, g, i.weight, eps),
-            strict=False,
+            strict=True,
         )
     )
     dd = (i.grad_grad_input, i.grad_grad_weight, i.grad_grad_bias, i.grad_output, i.x, g, i.weight, eps)
@@ -196,7 +196,7 @@ def test_every_scale_dominates_the_exact_value(case):
         zip(
             ("grad_grad_output", "double_grad_input", "double_grad_weight"),
             gn_spec.group_norm_double_backward(*dd),
-            strict=False,
+            strict=True,
         )
     )
     tols = {"output": em.forward_tolerance(i.x, g, i.weight, i.bias, eps, "float64")}
@@ -444,14 +444,14 @@ def test_pytorch_cpu_forward_backward_and_double_backward_conform(dtype):
             zip(
                 ("grad_input", "grad_weight", "grad_bias"),
                 gn_spec.group_norm_backward(i.grad_output, i.x, g, i.weight, eps),
-                strict=False,
+                strict=True,
             )
         )
         expected.update(
             zip(
                 ("grad_grad_output", "double_grad_input", "double_grad_weight"),
                 gn_spec.group_norm_double_backward(*dd),
-                strict=False,
+                strict=True,
             )
         )
         tols = {"output": em.forward_tolerance(i.x, g, i.weight, i.bias, eps, dtype)}
