@@ -110,7 +110,9 @@ def _finish_stats(th, tl, qh, ql, a, m, eps, e):  # type: ignore[no-untyped-def]
     # error of var: the sums (count m) and delta^2; relative to var + eps it perturbs rho by half as much
     e_var = (K_OPS + m) * U_DD * (mh + sh) + 2.0 * abs(dh) * e_delta
     denom = vh + math.ldexp(eps, -2 * e) if kx == 0 else math.ldexp(eps, -2 * e)
-    dr = K_OPS * U_DD + (0.5 * e_var / denom if denom > 0.0 else np.inf)
+    dr = K_OPS * U_DD
+    if e_var > 0.0:
+        dr += 0.5 * e_var / denom if denom > 0.0 else np.inf
     return dh, dl, e_delta, rho_h, rho_l, kx, kx - e, dr, zero_var
 
 

@@ -153,10 +153,11 @@ def _normalizer(vh: float, vl: float, eps: float, e: int):  # type: ignore[no-un
     """rho and kx with 1/sqrt(var + eps) = rho * 2^(kx - e), given the variance v of values scaled by 2^-e.
 
     The scaled eps is eps * 2^-2e. When it would exceed 2^900 the (scaled) variance, at most 4, is below
-    2^-898 of it and is dropped: rho = 1/sqrt(eps) and kx = e. Otherwise rho = 1/sqrt(v + eps 2^-2e), kx = 0.
+    2^-898 of it and is dropped: rho = 1/sqrt(eps) and kx = e; likewise when the variance is exactly 0 (a
+    constant block, whose scaled eps could underflow). Otherwise rho = 1/sqrt(v + eps 2^-2e), kx = 0.
     eps = 0 with a zero variance gives rho = inf (the result is undefined; outputs become NaN).
     """
-    if eps > 0.0 and _exponent(eps) - 2 * e > 900:
+    if eps > 0.0 and (vh == 0.0 or _exponent(eps) - 2 * e > 900):
         rh, rl = dd_rsqrt(eps, 0.0)
         return rh, rl, e
     es = math.ldexp(eps, -2 * e)
@@ -504,14 +505,17 @@ def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err,
         mh, ml = _mean(sums[10], sums[11], m)
         ch, cl = dd_add(mh, ml, -ch, -cl)  # Cov = mean(h g) - mean(h) mean(g)
         e_cov = us * (mags[_HG] / m + abs(hbh * gbh))
+        # R2 = rho^2 2^(2 kx) multiplies K_h and K_v before the power of two is applied: in a constant
+        # block K = 0 while 2^(2 kx) alone may overflow.
         r2h, r2l = dd_mul(rho_h, rho_l, rho_h, rho_l)
-        r2h, r2l = _scaled(r2h, r2l, 2 * kx)
-        a_abs = abs(r2h)
+        a_abs = math.ldexp(r2h, 2 * kx)
         # R2 K_h, R2 K_v, and 3 R2 K_h K_g - Cov
         rkh, rkl = dd_mul(r2h, r2l, khh, khl)
-        e_rkh = abs(rkh) * (2.0 * dr + KU) + a_abs * e_kh
+        rkh, rkl = _scaled(rkh, rkl, 2 * kx)
+        e_rkh = abs(rkh) * (2.0 * dr + KU) + (a_abs * e_kh if e_kh > 0.0 else 0.0)
         rvh, rvl = dd_mul(r2h, r2l, kvh, kvl)
-        e_rkv = abs(rvh) * (2.0 * dr + KU) + a_abs * e_kv
+        rvh, rvl = _scaled(rvh, rvl, 2 * kx)
+        e_rkv = abs(rvh) * (2.0 * dr + KU) + (a_abs * e_kv if e_kv > 0.0 else 0.0)
         th, tl = dd_mul(rkh, rkl, kgh, kgl)
         th, tl = dd_mul_d(th, tl, 3.0)
         e_t = abs(th) * KU + 3.0 * (abs(kgh) * e_rkh + abs(rkh) * e_kg)
