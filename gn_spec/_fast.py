@@ -8,7 +8,8 @@ double-double (TwoSum), and the block's statistics come from sums over those exa
 all accumulated in double-double in a single pass. Because c is a value of the block, |delta| and every
 |x_i - c| are bounded by the block's range, so nothing here loses accuracy relative to the spread of the data,
 whatever |mean| / std is; the cancellation in Q / m - delta^2 costs at most log2(m) bits of the 106
-(delta^2 <= (m - 1) var for c inside the data). The centred values are then d_i = (x_i - c) - delta, formed in dd.
+(delta^2 <= (m - 1) var for c inside the data). The centred values are then d_i = (x_i - c) - delta,
+formed in dd.
 
 Each output carries an a-priori bound on its dd error; results the bound cannot certify (within a quarter ulp
 before the final rounding) are counted per block, and the caller recomputes those blocks with the precise tier

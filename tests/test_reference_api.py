@@ -1,4 +1,4 @@
-"""The reference's contract: error messages, identities, agreement with PyTorch and with finite differences."""
+"""The reference's contract: error messages, identities, agreement with PyTorch and finite differences."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_torch_tensor_input_is_accepted() -> None:
 def _agrees(
     quantity: str, theirs: torch.Tensor | np.ndarray, ours: np.ndarray, tol: error_model.Tolerance
 ) -> None:
-    """A float64 implementation (here PyTorch) must sit within the derived error model around the reference."""
+    """A float64 implementation (here PyTorch) sits within the derived error model around the reference."""
     observed = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
     judgement = error_model.judge(quantity, observed, ours, tol)
     assert judgement.passed, judgement.message
@@ -169,10 +169,14 @@ def test_agrees_with_torch_float64_first_and_second_order(case: RefCase) -> None
     theirs = torch_all(case)
     ours = {"output": gn_spec.group_norm(x, g, w, b, eps)}
     ours.update(
-        zip(["grad_input", "grad_weight", "grad_bias"], gn_spec.group_norm_backward(dy, x, g, w, eps))
+        zip(
+            ["grad_input", "grad_weight", "grad_bias"],
+            gn_spec.group_norm_backward(dy, x, g, w, eps),
+            strict=True,
+        )
     )
     second = gn_spec.group_norm_double_backward(a["ggx"], a["ggw"], a["ggb"], dy, x, g, w, eps)
-    ours.update(zip(["grad_grad_output", "double_grad_input", "double_grad_weight"], second))
+    ours.update(zip(["grad_grad_output", "double_grad_input", "double_grad_weight"], second, strict=True))
     tols = {"output": error_model.forward_tolerance(x, g, w, b, eps, "float64")}
     tols.update(error_model.backward_tolerances(dy, x, g, w, eps, "float64"))
     tols.update(
