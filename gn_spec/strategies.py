@@ -16,10 +16,9 @@ Data recipes (``Case.data``), each per (sample, group) block of m elements:
 ``near_eps``  as ``offset`` but sigma_g**2 = eps * 2**U(-2, 2): the variance is comparable to eps.
 ``constant``  every group is constant, x = mu_g with |mu_g| = 10**log10_scale * 2**U(0, 1).
 ``wide``      x = +-10**(log10_scale + U(-3, 3)): magnitudes over six decades inside one group.
-``exact``     exact statistics (see :func:`exact_statistics_group`): every partial sum of x and of (x -
-mu)**2 is
-              exactly representable in the accumulation precision, so the mean and the sum of squares come out
-              exact in any summation order.
+``exact``     exact statistics (see :func:`exact_statistics_group`): every partial sum of x and of
+              (x - mu)**2 is exactly representable in the accumulation precision, so the mean and the sum of
+              squares come out exact in any summation order.
 """
 
 from __future__ import annotations
@@ -184,26 +183,23 @@ def round_to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
 def exact_statistics_group(rng: np.random.Generator, m: int, dtype: str, log10_offset: int) -> np.ndarray:
     """m values whose sum and sum of squared deviations are exact in any summation order.
 
-    Construction (the idea oneDNN's benchdnn uses for its normalization tests, our own version): with a grid
-    step
-    q = 2**e, take x_j = q * (c + k_j), c an integer centre and k_j integers in symmetric pairs (+k, -k),
-    plus a
-    k = 0 element when m is odd.  Then every partial sum of x is q times an integer of magnitude at most
-    m * (|c| + K), and every partial sum of (x - mu)**2 = q**2 k_j**2 is q**2 times an integer at most m *
-    K**2.
-    Choosing K and c so that both fit in the accumulation precision's p_a significand bits makes every
-    rounding
-    in any summation order exact; the mean c * q is then the correctly rounded quotient sum / m, exactly.  The
-    values must also fit the storage dtype: |c| + K < 2**p.
+    Construction (the idea oneDNN's benchdnn uses for its normalization tests, in our own form): with a grid
+    step q = 2**e, take x_j = q (c + k_j), c an integer centre and k_j integers in symmetric pairs (+k, -k)
+    with 1 <= k <= K, plus a k = 0 element when m is odd.  Then every partial sum of x is q times an integer
+    of magnitude at most m (|c| + K), and every partial sum of (x - mu)**2 = q**2 k_j**2 is q**2 times an
+    integer at most m K**2.  With b = p_a - ceil(log2 m) bits of budget, |c| + K <= 2**(b - 1) and
+    K**2 <= 2**b keep both below 2**p_a, so every rounding in any summation order is exact in the
+    accumulation precision (p_a significand bits); the mean c q is then the exact quotient sum / m.  The
+    values must also fit the storage dtype: |c| + K <= 2**(p - 1).  |c| / K sets the conditioning.
     """
     p_store = SIGNIFICAND_BITS[dtype]
     p_acc = ACCUMULATION_BITS[dtype]
     budget = p_acc - max(1, math.ceil(math.log2(max(m, 2))))  # bits left for |c| + K and for K**2
-    k_bits = max(0, min(budget // 2, p_store - 2))
-    k_max = 2**k_bits
     c_bits = max(0, min(budget - 1, p_store - 1))
-    # |c| + K < 2**c_bits keeps both the data and the partial sums exact; |c| / K sets the conditioning.
-    c_room = max(0, 2**c_bits - k_max)
+    # kappa ~ |c| / K: for a large log10_offset shrink K (down to 1) to make room for a large centre c.
+    k_bits = max(0, min(budget // 2, p_store - 2, c_bits - 1 - math.ceil(log10_offset * math.log2(10)) + 1))
+    k_max = 2**k_bits
+    c_room = max(0, 2**c_bits - k_max)  # |c| + K <= 2**c_bits
     c = min(c_room, int(round(10.0**log10_offset * k_max / 2))) if log10_offset > 0 else 0
     c *= int(rng.choice([-1, 1]))
     half = rng.integers(1, k_max + 1, size=m // 2) if k_max >= 1 else np.zeros(m // 2, dtype=np.int64)
@@ -361,11 +357,9 @@ def case_strategy(
     """Cases for ``profile`` ("quick" | "default" | "thorough") and ``dtype``.
 
     Shapes have 0..max_spatial_dims spatial dims (exactly 2 with ``four_d_only``, the CS231n API); group
-    counts
-    1, C and between, group sizes including 1 and non powers of two; in "default" one case in about 12 has
-    groups
-    of 1e5 to 2.5e5 elements ("thorough": one in 6, up to 1.2e6).  ``need_grad`` is accepted for symmetry with
-    the checker's properties: every case carries gradients (see :class:`Inputs`).
+    counts 1, C and between; group sizes including 1 and non powers of two.  In "default" one case in 12 has
+    groups of 1e5 to 2.5e5 elements ("thorough": one in 6, up to 1.2e6; "quick": none).  ``need_grad`` is
+    accepted for symmetry with the checker's properties: every case carries gradients (see :class:`Inputs`).
 
     Example::
 
@@ -377,14 +371,11 @@ def case_strategy(
     spatial_dims: st.SearchStrategy[int] = st.just(2) if four_d_only else st.integers(0, max_spatial_dims)
     small = _shape_and_groups(limits, spatial_dims)
     if limits.large_every:
-        large = _large_shape_and_groups(
-            limits,
-            st.just(2)
-            if four_d_only
-            else st.integers(1, max_spatial_dims)
-            if max_spatial_dims
-            else st.just(0),
-        )
+        if four_d_only:
+            large_dims: st.SearchStrategy[int] = st.just(2)
+        else:  # with no spatial dims a large group is a wide channel axis
+            large_dims = st.integers(1, max_spatial_dims) if max_spatial_dims else st.just(0)
+        large = _large_shape_and_groups(limits, large_dims)
         shapes = st.integers(1, limits.large_every).flatmap(
             lambda i: large if i == limits.large_every else small
         )
