@@ -61,8 +61,8 @@ def _as_exact_array(value: Any, name: str) -> np.ndarray:
     bad = ~np.isfinite(arr64)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} contains the non-finite value {arr64[idx]!r} at index {idx}; the oracle is "
-                         "defined for finite inputs only")
+        raise ValueError(f"{name} contains the non-finite value {float(arr64[idx])!r} at index {idx}; "
+                         "the oracle is defined for finite inputs only")
     return arr64
 
 
