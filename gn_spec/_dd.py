@@ -19,11 +19,11 @@ _jit = numba.njit(cache=True, inline="always", error_model="numpy")
 
 
 @intrinsic
-def fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+def fma(typingctx, a, b, c):
     """a * b + c with a single rounding (LLVM's llvm.fma.f64; a hardware FMA where the CPU has one)."""
     sig = types.float64(types.float64, types.float64, types.float64)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.fma(*args)
 
     return sig, codegen
@@ -50,7 +50,7 @@ def fast_two_sum(a: float, b: float) -> tuple[float, float]:
 def two_prod(a: float, b: float) -> tuple[float, float]:
     """(p, e) with p = fl(a * b) and p + e = a * b exactly, barring underflow of e."""
     p = a * b
-    return p, fma(a, b, -p)
+    return p, fma(a, b, -p)  # type: ignore[call-arg]  # numba supplies typingctx
 
 
 @_jit

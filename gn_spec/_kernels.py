@@ -54,7 +54,7 @@ def _ulp(v: float) -> float:
 
 
 @_jit
-def _block_sum(xg, p1: float):  # type: ignore[no-untyped-def]
+def _block_sum(xg, p1: float):
     """Sum of p1 * x over a block, as an exact dd when possible, with extremes and a finiteness flag.
 
     Neumaier-style accumulation where the compensation term itself is accumulated by TwoSum: the part ``lost``
@@ -99,7 +99,7 @@ def _centered(v: float, m: float, sh: float, sl: float, fh: float, fl: float) ->
 
 
 @_jit
-def _stats(xg, eps: float):  # type: ignore[no-untyped-def]
+def _stats(xg, eps: float):
     """Everything later passes need about one block, as a flat tuple (see the module docstring).
 
     Returns (ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const) where p1 = 2^-e1 scales x, (sh, sl)
@@ -149,7 +149,7 @@ def _stats(xg, eps: float):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _normalizer(vh: float, vl: float, eps: float, e: int):  # type: ignore[no-untyped-def]
+def _normalizer(vh: float, vl: float, eps: float, e: int):
     """rho and kx with 1/sqrt(var + eps) = rho * 2^(kx - e), given the variance v of values scaled by 2^-e.
 
     The scaled eps is eps * 2^-2e. When it would exceed 2^900 the (scaled) variance, at most 4, is below
@@ -169,7 +169,7 @@ def _normalizer(vh: float, vl: float, eps: float, e: int):  # type: ignore[no-un
 
 
 @block_kernel
-def forward_kernel(x, w, b, eps, y, uncertified, todo):  # type: ignore[no-untyped-def]
+def forward_kernel(x, w, b, eps, y, uncertified, todo):
     """y[n, g] = w_c * xhat + b_c for the blocks marked in todo, and the count of results not certified."""
     N, G, cpg, S = x.shape
     m = float(cpg * S)
@@ -261,7 +261,7 @@ def _certified(err: float, out: float) -> bool:
 
 
 @block_kernel
-def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):  # type: ignore[no-untyped-def]
+def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
     """dx for the blocks marked in todo; per (n, c) partial sums for grad_weight and grad_bias.
 
     With g_i = w_c dy_i, d_i the scaled centred values and xhat_i = d_i rho 2^kx:
@@ -367,7 +367,7 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):  # ty
 
 
 @_jit
-def reduce_parts(part, part_err, out, out_err):  # type: ignore[no-untyped-def]
+def reduce_parts(part, part_err, out, out_err):
     """Sum per-(n, c) dd partials over n: out[c, k] = sum_n part[n, c, k] (k-th dd pair), with bounds."""
     N, C, K2 = part.shape
     for c in range(C):
@@ -390,7 +390,7 @@ def _acc_at(sums, k: int, th: float, tl: float) -> None:
 
 
 @_jit
-def _centred_mean(sums, mags, k: int, kd: int, mean_h: float, mean_l: float, m: float):  # type: ignore[no-untyped-def]
+def _centred_mean(sums, mags, k: int, kd: int, mean_h: float, mean_l: float, m: float):
     """K = mean((a - mean a) d) = (sum a d - mean(a) sum d) / m from the dd sums k (of a d) and kd (of d).
 
     Returns K (dd) and a bound on its error; the centred form is exactly invariant to a common shift of d.
@@ -407,7 +407,7 @@ _H, _G, _D, _HD, _GD, _HG, _V, _VD = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 @block_kernel
-def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err, uncertified):  # type: ignore[no-untyped-def]
+def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err, uncertified):
     """Second order: the VJP of the backward with cotangents (hh = grad_grad_input, ggw, ggb).
 
     With g = w dy, v = ggw_c dy, d the scaled centred values, a = rho 2^kx (xhat = d a), R2 = a^2 and
