@@ -59,6 +59,10 @@ class ExprVec:
             return ExprVec(a * b for a, b in zip(self.items, other.items, strict=True))
         return ExprVec(a * other for a in self.items)
 
+    def __pow__(self, exponent: int) -> ExprVec:
+        """Elementwise power (for intervals, x**2 encloses a square better than x*x does)."""
+        return ExprVec(a**exponent for a in self.items)
+
     def shift(self, scalar: Any) -> ExprVec:
         return ExprVec(a + scalar for a in self.items)
 

@@ -246,6 +246,8 @@ def _interpret(expr: Any, env: dict[sp.Symbol, Any], block: Any) -> Any:
             return base**exp
         if int(exp) != exp or exp < 1:
             raise ValueError(f"only positive integer powers of element quantities: {expr}")
+        if hasattr(base, "__pow__"):
+            return base ** int(exp)
         return functools.reduce(operator.mul, [base] * int(exp))
     raise ValueError(f"cannot evaluate {expr!r}")
 

@@ -39,6 +39,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+
 from gn_spec.derivations import closed_forms as cf
 
 __all__ = ["group_norm", "group_norm_backward", "group_norm_double_backward", "ulp", "ulp_error"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+
 from gn_spec.derivations import closed_forms as cf
 from gn_spec.derivations import formulas as F
 from gn_spec.derivations.symbolic import (

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sympy as sp
+
 from gn_spec.derivations.closed_forms import ExprVec
 
 FIELDS = ("x", "w", "b", "dy", "h", "gw", "gb")

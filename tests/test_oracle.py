@@ -17,13 +17,14 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
-from gn_spec.derivations import formulas as F
-from gn_spec.derivations import oracle
-from gn_spec.derivations.closed_forms import ExprVec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from mpmath import iv
+
+from gn_spec.derivations import formulas as F
+from gn_spec.derivations import oracle
+from gn_spec.derivations.closed_forms import ExprVec
 
 PRECISIONS = (200, 1000, 5000)  # bits of the interval ground truth; then exact SymPy numbers decide the rest
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
