@@ -339,16 +339,22 @@ def _round_sum(terms: Sequence[tuple[Fraction, _Root | None]]) -> float:
     """Correctly rounded sum_n c_n r_n: rational roots fold into the rational part, roots of one square
     class merge into one term (r_n = sqrt(Q_rep / Q_n) r_rep).  A root None (an undefined block) gives NaN.
     """
+    if any(root is None for _, root in terms):
+        return math.nan
     a = Fraction(0)
-    buckets: dict[tuple[int, ...], list[list[Any]]] = {}
+    irrational: list[tuple[Fraction, _Root]] = []
     for c, root in terms:
-        if root is None:
-            return math.nan
+        assert root is not None
         if c == 0:
             continue
         if root.exact is not None:
             a += c * root.exact
-            continue
+        else:
+            irrational.append((c, root))
+    if len(irrational) <= 1:
+        return _round_combination(a, irrational)
+    buckets: dict[tuple[int, ...], list[list[Any]]] = {}
+    for c, root in irrational:
         bucket = buckets.setdefault(root.key, [])
         for entry in bucket:
             ratio = _rational_sqrt(entry[0].q / root.q)
@@ -432,13 +438,12 @@ def group_norm_backward(
         wterms.append([])
         roots.append([])
         for j in range(g):
-            d, q = cf.centered(xs[i][j], e)
-            root = _make_root(q)
-            if root is None:  # eps = 0 and a constant group: undefined
-                dx[i, j], term = math.nan, None
-            else:
-                bx, term, _ = cf.block_backward(dys[i][j], xs[i][j], w[j], e)
-                dx[i, j] = _round_block(None, bx, root)
+            try:
+                bx, term, q = cf.block_backward(dys[i][j], xs[i][j], w[j], e)
+                root = _make_root(q)
+            except ZeroDivisionError:  # Q = 0: eps = 0 and a constant group, undefined
+                root = term = None
+            dx[i, j] = math.nan if root is None else _round_block(None, bx, root)
             wterms[i].append(term)
             roots[i].append(root)
     grad_weight = _channel_sums(wterms, roots, c, g, s)
@@ -473,14 +478,16 @@ def group_norm_double_backward(
         wterms.append([])
         roots.append([])
         for j in range(g):
-            _, q = cf.centered(xs[i][j], e)
-            root = _make_root(q)
-            if root is None:  # eps = 0 and a constant group: undefined
-                ggo[i, j], gx[i, j], term = math.nan, math.nan, None
-            else:
-                a_o, b_o, term, b_x, _ = cf.block_double_backward(
+            try:
+                a_o, b_o, term, b_x, q = cf.block_double_backward(
                     hs[i][j], ggw[j], ggb[j], dys[i][j], xs[i][j], w[j], e
                 )
+                root = _make_root(q)
+            except ZeroDivisionError:  # Q = 0: eps = 0 and a constant group, undefined
+                root = term = None
+            if root is None:
+                ggo[i, j], gx[i, j] = math.nan, math.nan
+            else:
                 ggo[i, j] = _round_block(a_o, b_o, root)
                 gx[i, j] = _round_block(None, b_x, root)
             wterms[i].append(term)
