@@ -34,7 +34,7 @@ Conventions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -393,6 +393,25 @@ def group_norm(
     return out.reshape(x64.shape)
 
 
+def _over_blocks(
+    n: int, g: int, block: Callable[[int, int], tuple[ScaledIntVec, _Root]]
+) -> tuple[list[list[ScaledIntVec | None]], list[list[_Root | None]]]:
+    """Run block(i, j) for every (sample, group); collect its per-element weight terms and its root.
+
+    The closed forms divide by Q only where r^3 or r^5 is folded in, so Q = 0 (eps = 0 and a constant
+    group: undefined) surfaces as ZeroDivisionError; that block keeps its NaN outputs and a None root.
+    """
+    terms: list[list[ScaledIntVec | None]] = [[None] * g for _ in range(n)]
+    roots: list[list[_Root | None]] = [[None] * g for _ in range(n)]
+    for i in range(n):
+        for j in range(g):
+            try:
+                terms[i][j], roots[i][j] = block(i, j)
+            except ZeroDivisionError:
+                pass
+    return terms, roots
+
+
 def _channel_sums(
     terms: list[list[ScaledIntVec | None]], roots: list[list[_Root | None]], c: int, g: int, s: int
 ) -> np.ndarray:
@@ -431,22 +450,15 @@ def group_norm_backward(
     w = _channel_vectors(_per_channel(weight, "weight", c, 1.0), g, s)
     e = _check_eps(eps)
     xs, dys = _block_vectors(x64, n, g), _block_vectors(dy64, n, g)
-    dx = np.empty((n, g, c // g * s))
-    wterms: list[list[ScaledIntVec | None]] = []
-    roots: list[list[_Root | None]] = []
-    for i in range(n):
-        wterms.append([])
-        roots.append([])
-        for j in range(g):
-            try:
-                bx, term, q = cf.block_backward(dys[i][j], xs[i][j], w[j], e)
-                root = _make_root(q)
-            except ZeroDivisionError:  # Q = 0: eps = 0 and a constant group, undefined
-                root = term = None
-            dx[i, j] = math.nan if root is None else _round_block(None, bx, root)
-            wterms[i].append(term)
-            roots[i].append(root)
-    grad_weight = _channel_sums(wterms, roots, c, g, s)
+    dx = np.full((n, g, c // g * s), math.nan)
+
+    def block(i: int, j: int) -> tuple[ScaledIntVec, _Root]:
+        bx, term, q = cf.block_backward(dys[i][j], xs[i][j], w[j], e)
+        root = _Root(q)
+        dx[i, j] = _round_block(None, bx, root)
+        return term, root
+
+    grad_weight = _channel_sums(*_over_blocks(n, g, block), c, g, s)
     # grad_bias_c = sum of dy over the samples and positions of channel c: rational, rounded once.
     dy_c = np.moveaxis(dy64, 1, 0).reshape(c, -1)
     grad_bias = np.array([_round_fraction(sum(map(Fraction, row.tolist()), Fraction(0))) for row in dy_c])
@@ -470,29 +482,19 @@ def group_norm_double_backward(
     ggb = _channel_vectors(_per_channel(grad_grad_bias, "grad_grad_bias", c, 0.0), g, s)
     e = _check_eps(eps)
     xs, dys, hs = _block_vectors(x64, n, g), _block_vectors(dy64, n, g), _block_vectors(h64, n, g)
-    ggo = np.empty((n, g, c // g * s))
-    gx = np.empty_like(ggo)
-    wterms: list[list[ScaledIntVec | None]] = []
-    roots: list[list[_Root | None]] = []
-    for i in range(n):
-        wterms.append([])
-        roots.append([])
-        for j in range(g):
-            try:
-                a_o, b_o, term, b_x, q = cf.block_double_backward(
-                    hs[i][j], ggw[j], ggb[j], dys[i][j], xs[i][j], w[j], e
-                )
-                root = _make_root(q)
-            except ZeroDivisionError:  # Q = 0: eps = 0 and a constant group, undefined
-                root = term = None
-            if root is None:
-                ggo[i, j], gx[i, j] = math.nan, math.nan
-            else:
-                ggo[i, j] = _round_block(a_o, b_o, root)
-                gx[i, j] = _round_block(None, b_x, root)
-            wterms[i].append(term)
-            roots[i].append(root)
-    grad_weight = _channel_sums(wterms, roots, c, g, s)
+    ggo = np.full((n, g, c // g * s), math.nan)
+    gx = np.full_like(ggo, math.nan)
+
+    def block(i: int, j: int) -> tuple[ScaledIntVec, _Root]:
+        a_o, b_o, term, b_x, q = cf.block_double_backward(
+            hs[i][j], ggw[j], ggb[j], dys[i][j], xs[i][j], w[j], e
+        )
+        root = _Root(q)
+        ggo[i, j] = _round_block(a_o, b_o, root)
+        gx[i, j] = _round_block(None, b_x, root)
+        return term, root
+
+    grad_weight = _channel_sums(*_over_blocks(n, g, block), c, g, s)
     return ggo.reshape(x64.shape), gx.reshape(x64.shape), grad_weight
 
 
