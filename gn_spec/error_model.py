@@ -6,13 +6,13 @@ GroupNorm (group statistics by summation, then elementwise formulas).  The error
 
     err_i = |observed_i - expected_i| / (u * s_i)
 
-must not exceed the bound B_i = B(quantity, m, M) + Q_i / (u * s_i), where B grows like log2 of the reduction
-lengths (group size m, per-channel length M = N * prod(spatial)) and Q_i is the one second-order term that can
-matter (the squared mean error entering the variance of the two-pass algorithm).  SPEC.md, section "Error
+must not exceed the bound B_i = B(quantity, m, M) + H_i / (u * s_i), where B grows like log2 of the reduction
+lengths (group size m, per-channel length M = N * prod(spatial)) and H_i bounds the terms of higher order in
+the statistics' errors (they matter only where the mean error approaches sigma).  SPEC.md section 3, "Error
 model", derives every constant used here; the names below follow it.
 
-Notation (per (sample, group) block g of m elements; a_i = w_c * dy_i; <.> is the mean over the block):
-    mu = <x>, v = <(x - mu)**2>, r = (v + eps)**-1/2, A = <|x|>, X_i = r * (|x_i| + A) >= |xhat_i|.
+Notation (per (sample, group) block of m elements; a_i = w_c * dy_i; <.> is the mean over the block):
+    mu = <x>, v = <(x - mu)**2>, r = (v + eps)**-1/2, A = <|x|>, kappa = A r, X_i = r (|x_i| + A).
 """
 
 from __future__ import annotations

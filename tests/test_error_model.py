@@ -292,8 +292,8 @@ def test_correct_implementations_pass_on_large_groups(name, data, offset):
 
 
 def test_unbiased_variance_is_rejected_at_large_m_in_float32():
-    """The output differs by the factor sqrt((m - 1)/m), relative 1/(2m) ~ 6e-5 at m = 8192: about 1000 u32
-    while the bound there is about 60."""
+    """The normalized values shrink by sqrt((m - 1)/m): relative 1/(2m) = 6e-5, about 1000 u, at m = 8192;
+    in the model's unit that is about 340 u*s against B = 47."""
     case = large_case("plain", 4096)
     verdict = forward_judgement(unbiased_variance, case, "float32")
     assert not verdict.passed
