@@ -3,15 +3,15 @@
     pytest --pyargs gn_spec.properties --gn-target mypkg.ops:group_norm --gn-api torch
 
 collects one test per property (``gn_spec/properties/test_gn_conformance.py``); each runs the property with
-Hypothesis exactly as ``gn-spec check`` does (same worker isolation, error model and reproducers) and fails with
-the counterexample, the worst element and a reproducer script.  Properties that do not apply to the API are
-skipped with the reason.  The options mirror ``gn-spec check``: --gn-api, --gn-dtype, --gn-device,
+Hypothesis exactly as ``gn-spec check`` does (same worker isolation, error model and reproducers) and fails
+with the counterexample, the worst element and a reproducer script.  Properties that do not apply to the API
+are skipped with the reason.  The options mirror ``gn-spec check``: --gn-api, --gn-dtype, --gn-device,
 --gn-memory-format, --gn-profile (default: default), --gn-seed, --gn-timeout.
 
 Registered through the ``pytest11`` entry point, the plugin loads in every pytest run of an environment where
 gn-spec is installed, so it only adds options here and imports nothing heavy: the checker is imported, and the
-worker started, by the ``gn_checker`` fixture, which only the property tests request.  Without the entry point,
-add ``-p gn_spec.pytest_plugin``.
+worker started, by the ``gn_checker`` fixture, which only the property tests request.  Without the entry
+point, add ``-p gn_spec.pytest_plugin``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from typing import Any
 import pytest
 
 _OPTIONS = (
-    ("--gn-target", None, "TARGET to check: torch | reference | package.module:function | path/file.py:function"),
+    (
+        "--gn-target",
+        None,
+        "TARGET to check: torch | reference | package.module:function | path/file.py:function",
+    ),
     ("--gn-api", None, "numpy | torch | cs231n (default: torch for TARGET torch, otherwise numpy)"),
     ("--gn-dtype", "float32", "float16 | bfloat16 | float32 | float64"),
     ("--gn-device", "cpu", "cpu | cuda"),
@@ -74,16 +78,26 @@ def gn_checker(request: pytest.FixtureRequest) -> Iterator[Checker]:
     opt = request.config.getoption
     target = opt("--gn-target")
     if target is None:
-        pytest.fail("gn_spec.properties checks an implementation: give it with --gn-target TARGET "
-                    "(e.g. --gn-target mypkg.ops:group_norm --gn-api torch)", pytrace=False)
+        pytest.fail(
+            "gn_spec.properties checks an implementation: give it with --gn-target TARGET "
+            "(e.g. --gn-target mypkg.ops:group_norm --gn-api torch)",
+            pytrace=False,
+        )
     from gn_spec.checker.client import Worker
     from gn_spec.checker.probe import Probe
     from gn_spec.checker.target import UsageError, make_config
 
     try:
-        config = make_config(target, api=opt("--gn-api"), dtype=opt("--gn-dtype"), device=opt("--gn-device"),
-                             memory_format=opt("--gn-memory-format"), profile=opt("--gn-profile"),
-                             seed=int(opt("--gn-seed"), 0), timeout=float(opt("--gn-timeout")))
+        config = make_config(
+            target,
+            api=opt("--gn-api"),
+            dtype=opt("--gn-dtype"),
+            device=opt("--gn-device"),
+            memory_format=opt("--gn-memory-format"),
+            profile=opt("--gn-profile"),
+            seed=int(opt("--gn-seed"), 0),
+            timeout=float(opt("--gn-timeout")),
+        )
         worker = Worker(config)
         worker.start()
     except (UsageError, ValueError) as exc:

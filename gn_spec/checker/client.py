@@ -58,6 +58,7 @@ class CallResult:
     inputs_after: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     tampered: list[str] = field(default_factory=list)
+    log: str = ""
 
     @property
     def is_failure_of_process(self) -> bool:
@@ -142,8 +143,10 @@ class Worker:
         if isinstance(reply, CallResult):
             what = "hung" if reply.status == "timeout" else "died"
             self.close()
+            tail = f"\n{reply.log}" if reply.log else ""
             raise UsageError(
-                f"TARGET {t.text!r} cannot be imported: the worker {what} while importing it. {reply.message}"
+                f"TARGET {t.text!r} cannot be imported: the worker {what} while importing it: "
+                f"{reply.message}{tail}"
             )
         header, _ = reply
         if header.get("type") != "hello":
@@ -189,8 +192,11 @@ class Worker:
         self.log.flush()
         self.log.seek(0, os.SEEK_END)
         size = self.log.tell()
-        self.log.seek(max(0, size - LOG_TAIL))
-        return self.log.read().decode(errors="replace").strip()
+        self.log.seek(max(0, size - 4 * LOG_TAIL))
+        lines = self.log.read().decode(errors="replace").splitlines()
+        # faulthandler's list of extension modules and the interpreter's frames say nothing about the target
+        kept = [ln for ln in lines if not ln.startswith("Extension modules:") and "<frozen runpy>" not in ln]
+        return "\n".join(kept).strip()[-LOG_TAIL:]
 
     # -- calls
     # -------------------------------------------------------------------------------------------------
@@ -211,7 +217,7 @@ class Worker:
                 self._kill()
             tail = self.log_tail()
             msg = f"the worker process {describe_exit(self.proc.returncode)}"
-            return CallResult("crashed", message=msg + (f"; its last output:\n{tail}" if tail else ""))
+            return CallResult("crashed", message=msg, log=tail)
         except protocol.ProtocolError as exc:
             self._kill()
             return CallResult("protocol_error", message=f"the worker sent a malformed message: {exc}")

@@ -159,8 +159,8 @@ class Probe:
     def inputs(self, case: Case) -> Inputs:
         """The case's arrays for the dtype under test.
 
-        A case whose values overflow the dtype (materialize can round a large offset to infinity in float16) is
-        not a valid finite input; it is rejected here (``assume``) rather than judged.
+        A case whose values overflow the dtype (materialize can round a large offset to infinity in float16)
+        is not a valid finite input; it is rejected here (``assume``) rather than judged.
         """
         inputs = materialize(case, self.config.dtype)
         assume(bool(np.all(np.isfinite(inputs.x))))
@@ -271,7 +271,7 @@ def failure_of(result: CallResult, what: str, repro: str = "") -> Outcome:
         ok=False,
         message=f"{what}: {reason}",
         process=result.is_failure_of_process,
-        detail=(result.exception or {}).get("traceback", "").rstrip(),
+        detail=((result.exception or {}).get("traceback", "") or result.log).rstrip(),
         repro=repro,
     )
 

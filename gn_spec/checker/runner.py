@@ -41,8 +41,8 @@ class ProfileSettings:
 
 
 PROFILE_SETTINGS = {
-    "quick": ProfileSettings(examples=12, shrink_failures=40, process_failures=2),
-    "default": ProfileSettings(examples=260, shrink_failures=300, process_failures=6),
+    "quick": ProfileSettings(examples=12, shrink_failures=40, process_failures=1),
+    "default": ProfileSettings(examples=260, shrink_failures=300, process_failures=4),
     "thorough": ProfileSettings(examples=1500, shrink_failures=1000, process_failures=12),
 }
 
@@ -120,7 +120,8 @@ def run_property(
         if outcome.ok:
             return
         if tally.failures == 0 and progress is not None:
-            progress.write(f"    {spec.name}: found a failure, shrinking it: {outcome.message}\n")
+            first_line = outcome.message.splitlines()[0] if outcome.message else "failed"
+            progress.write(f"    {spec.name}: found a failure, shrinking it: {first_line}\n")
             progress.flush()
         tally.failures += 1
         tally.process_failures += outcome.process

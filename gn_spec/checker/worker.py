@@ -315,6 +315,12 @@ def serve(conn_in: Connection, conn_out: Connection) -> None:
 
 def main(argv: list[str]) -> int:
     faulthandler.enable()  # a segfault in the target leaves a Python traceback in the worker's log
+    try:  # no core dumps: a crashing target would otherwise cost seconds per crash (and litter the disk)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
     conn_in = Connection(int(argv[1]), writable=False)
     conn_out = Connection(int(argv[2]), readable=False)
     serve(conn_in, conn_out)

@@ -1,0 +1,5 @@
+"""Cannot be imported: ends the process while the module body runs."""
+
+import os
+
+os._exit(7)

@@ -1,0 +1,184 @@
+"""The checker's parts on their own: TARGET parsing, the wire format, bfloat16 rounding, the worker's tamper
+guard and restarts, and the exactness of the metamorphic transformations."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from multiprocessing.connection import Pipe
+
+import numpy as np
+import pytest
+from checker_helpers import target
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from gn_spec.checker import protocol
+from gn_spec.checker.client import CallRequest, Worker
+from gn_spec.checker.dtypes import round_to_bfloat16
+from gn_spec.checker.target import UsageError, make_config, parse_target
+from gn_spec.checker.worker import TamperGuard
+from gn_spec.properties import metamorphic
+from gn_spec.strategies import SIGNIFICAND_BITS, Case, materialize, round_to_dtype
+
+# ---------------------------------------------------------------------------------------------- TARGET
+
+
+@pytest.mark.parametrize(
+    ("text", "api", "kind", "location", "function"),
+    [
+        ("torch", "torch", "torch", "", None),
+        ("reference", "numpy", "reference", "", None),
+        ("pkg.mod:group_norm", "numpy", "module", "pkg.mod", "group_norm"),
+        ("pkg.mod:Ops.group_norm", "torch", "module", "pkg.mod", "Ops.group_norm"),
+        ("pkg.mod", "cs231n", "module", "pkg.mod", None),
+    ],
+)
+def test_parse_target(text: str, api: str, kind: str, location: str, function: str | None) -> None:
+    t = parse_target(text, api)
+    assert (t.kind, t.location, t.function) == (kind, location, function)
+
+
+def test_parse_file_target_makes_the_path_absolute() -> None:
+    t = parse_target(target("hostile.py", "good"), "numpy")
+    assert t.kind == "file" and t.location == target("hostile.py") and t.function == "good"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": "torch", "api": "cs231n"}, "takes --api torch"),
+        ({"target": "reference", "api": "torch"}, "through --api numpy"),
+        ({"target": "m:f", "api": "jax"}, "--api 'jax' is not one of"),
+        ({"target": "m:f", "timeout": 0}, "--timeout 0"),
+        ({"target": "m:f", "memory_format": "nhwc"}, "--memory-format 'nhwc'"),
+        ({"target": "m:f(x)"}, "is not a function name"),
+        ({"target": "m:f", "api": "cs231n"}, "with --api cs231n, TARGET is"),
+    ],
+)
+def test_make_config_rejects(kwargs: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_config(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- wire format
+
+
+def test_messages_round_trip_exactly() -> None:
+    a, b = Pipe()
+    arrays = [np.array([1.5, -0.0, np.nan, np.inf], np.float32), np.arange(6, dtype=np.float16).reshape(2, 3)]
+    protocol.send_message(a, {"type": "x", "eps": 1e-5, "nested": {"k": [1, 2]}}, arrays)
+    header, got = protocol.recv_message(b)
+    assert header == {"type": "x", "eps": 1e-5, "nested": {"k": [1, 2]}, "n_arrays": 2}
+    for sent, received in zip(arrays, got, strict=True):
+        assert sent.dtype == received.dtype and sent.tobytes() == received.tobytes()
+
+
+def test_the_parent_never_unpickles_what_the_worker_sends() -> None:
+    """An object array (a pickle inside .npy) from a hostile worker is refused, not loaded."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_array(buf.getvalue())
+    a, b = Pipe()
+    a.send_bytes(pickle.dumps({"type": "result"}))
+    with pytest.raises(protocol.ProtocolError, match="malformed header"):
+        protocol.recv_message(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, width=32))
+def test_round_to_bfloat16_agrees_with_torch(value: float) -> None:
+    torch = pytest.importorskip("torch")
+    a = np.array([value], dtype=np.float32)
+    ours = round_to_bfloat16(a)
+    theirs = torch.from_numpy(a).to(torch.bfloat16).float().numpy()
+    assert ours.tobytes() == theirs.tobytes()
+
+
+# ---------------------------------------------------------------------------------------------- worker
+
+
+def test_tamper_guard_sees_rebinding_and_code_swaps() -> None:
+    import types
+
+    ns = types.SimpleNamespace(f=lambda: 1, g=lambda: 2, h=len, data=3)
+    guard = TamperGuard()
+    guard.watch("ns", ns)
+    ns.data = 4  # plain data is not watched
+    assert guard.changes() == []
+    ns.f = lambda: 1
+    ns.g.__code__ = (lambda: 3).__code__
+    del ns.h
+    assert sorted(guard.changes()) == ["ns.f was replaced", "ns.g was replaced", "ns.h was deleted"]
+
+
+def test_worker_runs_calls_in_order_and_restarts_after_a_crash() -> None:
+    x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 4, 3)
+    good = Worker(make_config(target("hostile.py", "good")))
+    with good:
+        results = good.run(
+            [CallRequest("forward", 2, 1e-5, {"x": x}), CallRequest("forward", 3, 1e-5, {"x": x})]
+        )
+        assert [r.status for r in results] == ["ok", "raised"]
+        assert "does not divide" in results[1].reason()
+    crash = Worker(make_config(target("hostile.py", "os_exit")))
+    with crash:
+        first = crash.run(
+            [CallRequest("forward", 2, 1e-5, {"x": x}), CallRequest("forward", 2, 1e-5, {"x": x})]
+        )
+        assert [r.status for r in first] == ["crashed", "not_run"]
+        assert "exited with status 3" in first[0].message
+        again = crash.run([CallRequest("forward", 2, 1e-5, {"x": x})])
+        assert again[0].status == "crashed" and crash.starts == 2
+
+
+# ---------------------------------------------------------------------------------------------- transforms
+
+
+cases = st.builds(
+    Case,
+    shape=st.tuples(st.integers(1, 3), st.just(4), st.integers(1, 5)),
+    num_groups=st.sampled_from([1, 2, 4]),
+    data=st.sampled_from(["plain", "offset", "wide", "exact"]),
+    log10_offset=st.integers(0, 4),
+    log10_scale=st.integers(-2, 2),
+    seed=st.integers(0, 2**16),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases, st.sampled_from(["float16", "bfloat16", "float32", "float64"]), st.integers(0, 50))
+def test_shift_pair_is_exact_in_the_dtype(case: Case, dtype: str, bits: int) -> None:
+    """x1 and x2 = x1 + c are numbers of the dtype and differ by exactly c per (sample, group)."""
+    x = materialize(case, dtype).x
+    assume(np.all(np.isfinite(x)))  # cases outside the dtype's range (built freely here) are not inputs
+    bits = min(bits, metamorphic.max_shift_bits(dtype))
+    x1, x2, c = metamorphic.shift_pair(x, case.num_groups, dtype, bits, case.seed)
+    assert np.array_equal(round_to_dtype(x1, dtype), x1) and np.array_equal(round_to_dtype(x2, dtype), x2)
+    b1, b2 = metamorphic.blocks_of(x1, case.num_groups), metamorphic.blocks_of(x2, case.num_groups)
+    assert np.array_equal(b2 - b1, np.broadcast_to(c[..., None], b1.shape))
+    assert np.all(
+        np.abs(c)
+        <= 2.0 ** (bits + 1) * np.max(np.abs(metamorphic.blocks_of(x, case.num_groups)), axis=2)
+        + 2.0 ** -SIGNIFICAND_BITS[dtype]
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases, st.sampled_from(["float16", "bfloat16", "float32", "float64"]), st.integers(-40, 40))
+def test_scaling_exponent_keeps_the_scaled_input_exact(case: Case, dtype: str, k: int) -> None:
+    x = materialize(case, dtype).x
+    assume(np.all(np.isfinite(x)))
+    k2 = metamorphic.scaling_exponent(x, dtype, k)
+    assert abs(k2) <= abs(k)
+    assert np.array_equal(round_to_dtype(np.ldexp(x, k2), dtype), np.ldexp(x, k2))
+
+
+def test_combined_tolerance_is_the_sum_of_the_two_allowances() -> None:
+    from gn_spec.error_model import Tolerance
+
+    t1 = Tolerance("output", "float32", np.array([1.0, 0.0, 2.0]), np.array([8.0, 8.0, 10.0]))
+    t2 = Tolerance("output", "float32", np.array([3.0, 0.0, 2.0]), np.array([4.0, 6.0, 10.0]))
+    both = metamorphic.combined_tolerance(t1, t2)
+    assert np.allclose(both.allowed(), t1.allowed() + t2.allowed())

@@ -1,0 +1,78 @@
+"""The pytest plugin: the property catalogue as pytest tests of a target, and inert without --gn-target."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from checker_helpers import target
+
+
+def pytest_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_properties_run_as_pytest_tests(tmp_path: Path) -> None:
+    result = pytest_run(
+        "--pyargs",
+        "gn_spec.properties",
+        "--gn-target",
+        target("hostile.py", "good"),
+        "--gn-profile",
+        "quick",
+        "--gn-seed",
+        "3",
+        "-q",
+        "-rs",
+        f"--junitxml={tmp_path / 'junit.xml'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "13 passed, 3 skipped" in result.stdout
+    assert "a plain numpy function has no backward pass" in result.stdout  # the skip reason
+    assert (tmp_path / "junit.xml").exists()
+
+
+def test_a_failing_property_fails_its_test_with_the_counterexample(tmp_path: Path) -> None:
+    result = pytest_run(
+        "--pyargs",
+        "gn_spec.properties",
+        "--gn-target",
+        target("hostile.py", "bessel"),
+        "--gn-profile",
+        "quick",
+        "--gn-seed",
+        "3",
+        "-q",
+        "-k",
+        "forward_agreement or no_tampering",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "1 failed, 1 passed" in result.stdout
+    assert "counterexample: shape=" in result.stdout and "reproducer:" in result.stdout
+
+
+def test_without_gn_target_the_property_tests_error_out_clearly(tmp_path: Path) -> None:
+    result = pytest_run("--pyargs", "gn_spec.properties", "-q", "-k", "forward_agreement", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "give it with --gn-target TARGET" in result.stdout
+
+
+def test_the_plugin_is_inert_in_other_test_runs(tmp_path: Path) -> None:
+    """With the plugin loaded but no --gn-target, an unrelated test suite runs as before and the checker is
+    not even imported."""
+    (tmp_path / "test_other.py").write_text(
+        "import sys\n\ndef test_plain():\n    assert 'gn_spec.checker.runner' not in sys.modules\n"
+    )
+    result = pytest_run("-q", "test_other.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert "gn-spec" in pytest_run("--help", cwd=tmp_path).stdout  # the options are registered
