@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gn_spec.derivations import oracle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_cases import RefCase, ref_cases
 
 import gn_spec
+from gn_spec.derivations import oracle
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
