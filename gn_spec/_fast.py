@@ -24,7 +24,17 @@ import math
 import numpy as np
 from numba import prange
 
-from gn_spec._dd import dd_add, dd_add_d, dd_add_sloppy, dd_mul, dd_mul_d, fast_two_sum, two_prod, two_sum
+from gn_spec._dd import (
+    dd_add,
+    dd_add_d,
+    dd_add_sloppy,
+    dd_mul,
+    dd_mul_d,
+    fast_two_sum,
+    fma,
+    two_prod,
+    two_sum,
+)
 from gn_spec._jit import block_kernel
 from gn_spec._jit import jit as _jit
 from gn_spec._kernels import K_OPS, U_DD, _exponent, _mean, _normalizer
@@ -40,50 +50,81 @@ def _pow2(k: int) -> float:
     return math.ldexp(1.0, k)
 
 
+# Lanes of the vectorized reductions. A reduction keeps LANES independent compensated accumulators in a small
+# (state, lane) array and adds element i0 + k to lane k; the loop over the lanes has no dependency between its
+# iterations, so LLVM's loop vectorizer evaluates it in packed SIMD instructions (bit-identical, lane by lane,
+# to the scalar code: no reassociation is involved). The lane count is min(LANES, count), a run-time value, so
+# the lane loop is not fully unrolled (which would leave it to the SLP vectorizer, which numba does not run).
+LANES = 32
+
+
 @_jit
-def _shift_step(acc, v: float, c: float):  # type: ignore[no-untyped-def]
-    """Add one value to the shifted-sum state (th, tl, qh, ql, a, amax): T += v - c, Q += (v - c)^2."""
-    th, tl, qh, ql, a, amax = acc
+def _lane_count(M: int) -> int:
+    return max(min(LANES, M), 1)
+
+
+@_jit
+def _sum_const(per_lane: float, merges: float) -> float:
+    """The error of the compensated lane sums, in units of U_DD times the sum of the terms' magnitudes.
+
+    One lane adds n terms p_i (each with a small error part q_i, |q_i| <= 2u |p_i|) as in Ogita, Rump and
+    Oishi's Sum2 kept in dd: (h, t_i) = TwoSum(h, p_i) exactly, l = fl(l + fl(t_i + q_i)). With A = sum |p_i|,
+    |t_i| <= u A, so sum |t_i + q_i| <= (n + 2) u A, and the n + 1 roundings of the low-order accumulation
+    each cost at most u times a partial sum of those: at most (n + 2)^2 u^2 A = (n + 2)^2 / 4 U_DD A
+    (u = 2^-53, U_DD = 4 u^2). Each of the ``merges`` dd additions combining lanes and rows adds at most
+    U_DD A, and K_OPS covers the representation error of the terms (below 1.5 U_DD |p_i| each), the (1 + n u)
+    factors and the later dd operations.
+    """
+    return K_OPS + merges + 0.25 * (per_lane + 2.0) ** 2
+
+
+@_jit
+def _shift_step(acc, k, v, c):
+    """Add one value to lane k of the shifted-sum state: T += v - c, Q += (v - c)^2, sum and max of |v - c|.
+
+    acc rows: 0, 1 = T in dd; 2, 3 = Q in dd; 4 = sum |v - c|; 5 = max |v - c|. v - c = s + e exactly
+    (TwoSum) and (s + e)^2 = s^2 + 2 s e + e^2 with s^2 = ph + fma(s, s, -ph) exactly; the dropped e^2 and the
+    rounding of fma(2 s, e, .) are below 2 u^2 s^2.
+    """
     s, e = two_sum(v, -c)
-    th, t = two_sum(th, s)
-    tl += t + e
-    ph, pl = two_prod(s, s)
-    pl += 2.0 * s * e
-    qh, t = two_sum(qh, ph)
-    ql += t + pl
-    return th, tl, qh, ql, a + abs(s), max(amax, abs(s))
+    th, t = two_sum(acc[0, k], s)
+    acc[0, k] = th
+    acc[1, k] += t + e
+    ph = s * s
+    pl = fma(2.0 * s, e, fma(s, s, -ph))
+    qh, t = two_sum(acc[2, k], ph)
+    acc[2, k] = qh
+    acc[3, k] += t + pl
+    a = abs(s)
+    acc[4, k] += a
+    acc[5, k] = max(acc[5, k], a)
 
 
 @_jit
-def _merge(p, q):  # type: ignore[no-untyped-def]
-    """Combine two shifted-sum states (dd additions of the sums)."""
-    th, tl = dd_add(p[0], p[1], q[0], q[1])
-    qh, ql = dd_add(p[2], p[3], q[2], q[3])
-    return th, tl, qh, ql, p[4] + q[4], max(p[5], q[5])
-
-
-@_jit
-def _shift_sums(xg, p1: float, c: float):  # type: ignore[no-untyped-def]
+def _shift_sums(xg, p1: float, c: float):
     """One pass: T = sum(v - c) and Q = sum((v - c)^2) in dd for v = p1 x, plus sum |v - c| and max |v - c|.
 
-    Four independent accumulators (lanes) break the dependency chain of the compensated additions, so the
-    processor overlaps them; the lanes are merged with dd additions at the end.
+    The block is added in lanes (``LANES``), vectorized; the lanes are merged with dd additions at the end.
+    Returns (th, tl, qh, ql, a, amax, ks) with ks the error constant of the sums (``_sum_const``).
     """
     flat = xg.reshape(-1)
     M = flat.size
-    z = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    l0 = l1 = l2 = l3 = z
-    i = 0
-    while i + 4 <= M:
-        l0 = _shift_step(l0, flat[i] * p1, c)
-        l1 = _shift_step(l1, flat[i + 1] * p1, c)
-        l2 = _shift_step(l2, flat[i + 2] * p1, c)
-        l3 = _shift_step(l3, flat[i + 3] * p1, c)
-        i += 4
-    while i < M:
-        l0 = _shift_step(l0, flat[i] * p1, c)
-        i += 1
-    return _merge(_merge(l0, l1), _merge(l2, l3))
+    L = _lane_count(M)
+    acc = np.zeros((6, L))
+    R = M // L
+    for r in range(R):
+        i0 = r * L
+        for k in range(L):
+            _shift_step(acc, k, flat[i0 + k] * p1, c)
+    for k in range(M - R * L):
+        _shift_step(acc, k, flat[R * L + k] * p1, c)
+    th = tl = qh = ql = a = amax = 0.0
+    for k in range(L):
+        th, tl = dd_add(th, tl, acc[0, k], acc[1, k])
+        qh, ql = dd_add(qh, ql, acc[2, k], acc[3, k])
+        a += acc[4, k]
+        amax = max(amax, acc[5, k])
+    return th, tl, qh, ql, a, amax, _sum_const(R + 1.0, L)
 
 
 @_jit
@@ -92,15 +133,15 @@ def _needs_rescale(qh: float, amax: float) -> bool:
 
 
 @_jit
-def _finish_stats(th, tl, qh, ql, a, m, eps, e):  # type: ignore[no-untyped-def]
+def _finish_stats(th, tl, qh, ql, a, m, eps, e, ks):
     """delta, the normalizer, and the error bounds, from the shifted sums of a block scaled by 2^-e.
 
-    Returns (delta_h, delta_l, e_delta, rho_h, rho_l, kx, kr, dr, zero_var): e_delta bounds the error of
-    delta,
-    dr the relative error of rho; zero_var says var == 0 exactly (a constant block).
+    ks bounds the error of the sums T and Q in units of U_DD times a = sum |x - c| and Q respectively
+    (``_sum_const``). Returns (delta_h, delta_l, e_delta, rho_h, rho_l, kx, kr, dr, zero_var): e_delta bounds
+    the error of delta, dr the relative error of rho; zero_var says var == 0 exactly (a constant block).
     """
     dh, dl = _mean(th, tl, m)
-    e_delta = (K_OPS + m) * U_DD * a / m
+    e_delta = ks * U_DD * a / m
     mh, ml = _mean(qh, ql, m)
     sh, sl = dd_mul(dh, dl, dh, dl)
     vh, vl = dd_add(mh, ml, -sh, -sl)
@@ -108,8 +149,8 @@ def _finish_stats(th, tl, qh, ql, a, m, eps, e):  # type: ignore[no-untyped-def]
     if vh < 0.0:  # only rounding can make it negative; the true variance is >= 0
         vh = vl = 0.0
     rho_h, rho_l, kx = _normalizer(vh, vl, eps, e)
-    # error of var: the sums (count m) and delta^2; relative to var + eps it perturbs rho by half as much
-    e_var = (K_OPS + m) * U_DD * (mh + sh) + 2.0 * abs(dh) * e_delta
+    # error of var: the sum Q and delta^2; relative to var + eps it perturbs rho by half as much
+    e_var = ks * U_DD * (mh + sh) + 2.0 * abs(dh) * e_delta
     denom = vh + math.ldexp(eps, -2 * e) if kx == 0 else math.ldexp(eps, -2 * e)
     dr = K_OPS * U_DD
     if e_var > 0.0:
@@ -127,14 +168,14 @@ def _centred(v: float, c: float, dh: float, dl: float) -> tuple[float, float, fl
 
 
 @_jit
-def _block_stats(xg, eps):  # type: ignore[no-untyped-def]
+def _block_stats(xg, eps):
     """The statistics of one block: (p1, c, delta_h, delta_l, e_delta, rho_h, rho_l, kx, kr, dr, ok)."""
     cpg, S = xg.shape
     m = float(cpg * S)
     p1 = 1.0
     e = 0
     c = xg[0, 0]
-    th, tl, qh, ql, a, amax = _shift_sums(xg, p1, c)
+    th, tl, qh, ql, a, amax, ks = _shift_sums(xg, p1, c)
     if not np.isfinite(c) or not np.isfinite(th):
         ok = np.isfinite(c)
         for j in range(cpg):
@@ -152,14 +193,14 @@ def _block_stats(xg, eps):  # type: ignore[no-untyped-def]
         e = min(max(_exponent(amax), -1000), 1000)
         p1 = _pow2(-e)
         c = xg[0, 0] * p1
-        th, tl, qh, ql, a, amax = _shift_sums(xg, p1, c)
-    dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, zero_var = _finish_stats(th, tl, qh, ql, a, m, eps, e)
+        th, tl, qh, ql, a, amax, ks = _shift_sums(xg, p1, c)
+    dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, zero_var = _finish_stats(th, tl, qh, ql, a, m, eps, e, ks)
     ok = not (zero_var and eps == 0.0)  # 0/0: undefined, NaN
     return p1, c, dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, ok
 
 
 @block_kernel
-def forward_fast(x, w, b, eps, y, uncertified):  # type: ignore[no-untyped-def]
+def forward_fast(x, w, b, eps, y, uncertified):
     """y = w_c * d * rho * 2^kx + b_c for every block; counts the results the bound cannot certify."""
     N, G, cpg, S = x.shape
     KU = K_OPS * U_DD
@@ -194,72 +235,69 @@ def forward_fast(x, w, b, eps, y, uncertified):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _grad_step(acc, v: float, c: float, t: float, wc: float):  # type: ignore[no-untyped-def]
-    """Add one (x, dy) pair to the backward's pass-1 state.
+def _grad_step(acc, k, v, c, t):
+    """Add one (x, dy) pair, v = p1 x and t = dy, to lane k of the backward's pass-1 state.
 
-    State: the shifted sums (th, tl, qh, ql, a, amax) of ``_shift_step``; sum g and sum g (x - c) in dd with
-    their magnitudes (g = w_c dy); and the channel's sum dy and sum dy (x - c) in dd with their magnitudes.
+    acc rows: 0-5 the shifted sums of ``_shift_step``; 6, 7 = sum t in dd; 8, 9 = sum t (v - c) in dd;
+    10 = sum |t|; 11 = sum |t s|. With v - c = s + e exactly, (s + e) t = rh + fma(s, t, -rh) + e t exactly
+    for rh = fl(s t); the one rounding of fma(e, t, .) is below 2 u^2 |s t|.
     """
-    th, tl, qh, ql, a, amax, sgh, sgl, sch, scl, ag, agc, yh, yl, zh, zl, ay, az = acc
     s, e = two_sum(v, -c)
-    th, u = two_sum(th, s)
-    tl += u + e
-    ph, pl = two_prod(s, s)
-    pl += 2.0 * s * e
-    qh, u = two_sum(qh, ph)
-    ql += u + pl
-    gh, gl = two_prod(wc, t)
-    sgh, u = two_sum(sgh, gh)
-    sgl += u + gl
-    ph, pl = dd_mul(gh, gl, s, e)
-    sch, u = two_sum(sch, ph)
-    scl += u + pl
-    yh, u = two_sum(yh, t)
-    yl += u
-    rh, rl = dd_mul_d(s, e, t)
-    zh, u = two_sum(zh, rh)
-    zl += u + rl
-    return (
-        th, tl, qh, ql, a + abs(s), max(amax, abs(s)),
-        sgh, sgl, sch, scl, ag + abs(gh), agc + abs(ph),
-        yh, yl, zh, zl, ay + abs(t), az + abs(rh),
-    )  # fmt: skip
+    th, u = two_sum(acc[0, k], s)
+    acc[0, k] = th
+    acc[1, k] += u + e
+    ph = s * s
+    pl = fma(2.0 * s, e, fma(s, s, -ph))
+    qh, u = two_sum(acc[2, k], ph)
+    acc[2, k] = qh
+    acc[3, k] += u + pl
+    a = abs(s)
+    acc[4, k] += a
+    acc[5, k] = max(acc[5, k], a)
+    yh, u = two_sum(acc[6, k], t)
+    acc[6, k] = yh
+    acc[7, k] += u
+    rh = s * t
+    rl = fma(e, t, fma(s, t, -rh))
+    zh, u = two_sum(acc[8, k], rh)
+    acc[8, k] = zh
+    acc[9, k] += u + rl
+    acc[10, k] += abs(t)
+    acc[11, k] += abs(rh)
 
 
 @_jit
-def _grad_merge(p, q):  # type: ignore[no-untyped-def]
-    """Combine two pass-1 states of the backward."""
-    th, tl, qh, ql, a, amax = _merge(p[:6], q[:6])
-    sgh, sgl = dd_add(p[6], p[7], q[6], q[7])
-    sch, scl = dd_add(p[8], p[9], q[8], q[9])
-    yh, yl = dd_add(p[12], p[13], q[12], q[13])
-    zh, zl = dd_add(p[14], p[15], q[14], q[15])
-    return (
-        th, tl, qh, ql, a, amax, sgh, sgl, sch, scl, p[10] + q[10], p[11] + q[11],
-        yh, yl, zh, zl, p[16] + q[16], p[17] + q[17],
-    )  # fmt: skip
+def _grad_row(acc, xrow, dyrow, p1: float, c: float):
+    """Pass 1 of the backward over one channel of a block, in the lanes of acc (vectorized, see ``LANES``).
 
-
-_Z18 = (0.0,) * 18
-
-
-@_jit
-def _grad_row(xrow, dyrow, p1: float, c: float, wc: float):  # type: ignore[no-untyped-def]
-    """Pass 1 of the backward over one channel of a block, in two interleaved lanes."""
+    Returns the channel's sums, lanes merged: (th, tl, qh, ql, a, amax, yh, yl, zh, zl, ay, az) =
+    T, Q, sum |x - c|, max |x - c|, sum dy, sum dy (x - c), sum |dy|, sum |dy (x - c)|.
+    """
     S = xrow.size
-    l0 = l1 = _Z18
-    i = 0
-    while i + 2 <= S:
-        l0 = _grad_step(l0, xrow[i] * p1, c, dyrow[i], wc)
-        l1 = _grad_step(l1, xrow[i + 1] * p1, c, dyrow[i + 1], wc)
-        i += 2
-    if i < S:
-        l0 = _grad_step(l0, xrow[i] * p1, c, dyrow[i], wc)
-    return _grad_merge(l0, l1)
+    L = acc.shape[1]
+    acc[:] = 0.0
+    R = S // L
+    for r in range(R):
+        i0 = r * L
+        for k in range(L):
+            _grad_step(acc, k, xrow[i0 + k] * p1, c, dyrow[i0 + k])
+    for k in range(S - R * L):
+        _grad_step(acc, k, xrow[R * L + k] * p1, c, dyrow[R * L + k])
+    th = tl = qh = ql = a = amax = yh = yl = zh = zl = ay = az = 0.0
+    for k in range(L):
+        th, tl = dd_add(th, tl, acc[0, k], acc[1, k])
+        qh, ql = dd_add(qh, ql, acc[2, k], acc[3, k])
+        a += acc[4, k]
+        amax = max(amax, acc[5, k])
+        yh, yl = dd_add(yh, yl, acc[6, k], acc[7, k])
+        zh, zl = dd_add(zh, zl, acc[8, k], acc[9, k])
+        ay += acc[10, k]
+        az += acc[11, k]
+    return th, tl, qh, ql, a, amax, yh, yl, zh, zl, ay, az
 
 
 @block_kernel
-def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):  # type: ignore[no-untyped-def]
+def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
     """dx for every block and the per-(n, c) partial sums of grad_weight and grad_bias, in two passes.
 
     Pass 1 accumulates the shifted statistics together with sum g, sum g (x - c) (g = w_c dy) and, per
@@ -270,26 +308,42 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):  # type: igno
     N, G, cpg, S = x.shape
     m = float(cpg * S)
     KU = K_OPS * U_DD
+    L = _lane_count(S)
+    per_lane = S // L + 1.0
+    ks_row = _sum_const(per_lane, L)  # the per-channel sums
+    ks = _sum_const(per_lane, L + cpg + 1)  # the block sums: lanes, channels merged, the products by w_c
     for ng in prange(N * G):
         n = ng // G
         g = ng % G
         xg = x[n, g]
+        acc = np.empty((12, L))
         p1 = 1.0
         e = 0
         c = xg[0, 0]
         ok = True
         for attempt in range(2):
-            blk = _Z18
+            # block sums T, Q, sum g = sum_c w_c sum dy, sum g (x - c) = sum_c w_c sum dy (x - c)
+            th = tl = qh = ql = a = amax = sgh = sgl = sch = scl = ag = agc = 0.0
             for j in range(cpg):
-                r = _grad_row(xg[j], dy[n, g, j], p1, c, w[g * cpg + j])
-                blk = _grad_merge(blk, r[:12] + _Z18[:6])
-                part[n, g * cpg + j, 0] = r[14]  # sum dy (x - c), finished below
-                part[n, g * cpg + j, 1] = r[15]
-                part[n, g * cpg + j, 2] = r[12]  # sum dy
-                part[n, g * cpg + j, 3] = r[13]
-                part_err[n, g * cpg + j, 0] = r[17]
-                part_err[n, g * cpg + j, 1] = r[16]
-            if attempt == 0 and (not np.isfinite(blk[0]) or _needs_rescale(blk[2], blk[5])):
+                wc = w[g * cpg + j]
+                r = _grad_row(acc, xg[j], dy[n, g, j], p1, c)
+                th, tl = dd_add(th, tl, r[0], r[1])
+                qh, ql = dd_add(qh, ql, r[2], r[3])
+                a += r[4]
+                amax = max(amax, r[5])
+                ph, pl = dd_mul_d(r[6], r[7], wc)
+                sgh, sgl = dd_add(sgh, sgl, ph, pl)
+                ph, pl = dd_mul_d(r[8], r[9], wc)
+                sch, scl = dd_add(sch, scl, ph, pl)
+                ag += abs(wc) * r[10]
+                agc += abs(wc) * r[11]
+                part[n, g * cpg + j, 0] = r[8]  # sum dy (x - c), finished below
+                part[n, g * cpg + j, 1] = r[9]
+                part[n, g * cpg + j, 2] = r[6]  # sum dy
+                part[n, g * cpg + j, 3] = r[7]
+                part_err[n, g * cpg + j, 0] = r[11]
+                part_err[n, g * cpg + j, 1] = r[10]
+            if attempt == 0 and (not np.isfinite(th) or _needs_rescale(qh, amax)):
                 st = _block_stats(xg, eps)  # finiteness check and rescaling (rare)
                 p1, c, ok = st[0], st[1], st[10]
                 e = -_exponent(p1) + 1
@@ -297,8 +351,7 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):  # type: igno
                     break
                 continue
             break
-        th, tl, qh, ql, a, amax, sgh, sgl, sch, scl, ag, agc = blk[:12]
-        dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, zero_var = _finish_stats(th, tl, qh, ql, a, m, eps, e)
+        dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, zero_var = _finish_stats(th, tl, qh, ql, a, m, eps, e, ks)
         ok = ok and not (zero_var and eps == 0.0)
         ah = math.ldexp(rho_h, kx)  # xhat = d * a
         al = math.ldexp(rho_l, kx)
@@ -314,9 +367,9 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):  # type: igno
             qh, ql = dd_mul(qh, ql, ah, al)
             part[n, ch, 0] = qh if ok else np.nan
             part[n, ch, 1] = ql
-            e_z = (K_OPS + S) * U_DD * (az + abs(dh) * ay) + e_delta * ay
+            e_z = ks_row * U_DD * (az + abs(dh) * ay) + e_delta * ay
             part_err[n, ch, 0] = ah * e_z + abs(qh) * (dr + KU)
-            part_err[n, ch, 1] = (K_OPS + S) * U_DD * ay
+            part_err[n, ch, 1] = ks_row * U_DD * ay
         if not finite:
             dx[n, g] = np.nan
             uncertified[n, g] = 0
@@ -326,13 +379,13 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):  # type: igno
         qh, ql = dd_mul(dh, dl, sgh, sgl)
         qh, ql = dd_add(sch, scl, -qh, -ql)
         kh, kl = _mean(qh, ql, m)
-        e_k = ((K_OPS + m) * U_DD * (agc + abs(dh) * ag) + e_delta * ag) / m
+        e_k = (ks * U_DD * (agc + abs(dh) * ag) + e_delta * ag) / m
         a2h, a2l = dd_mul(ah, al, ah, al)
         Qh, Ql = dd_mul(a2h, a2l, kh, kl)  # a^2 mean(g d): the coefficient of d_i
         e_Q = abs(Qh) * (2.0 * dr + KU) + a2h * e_k
         rh = math.ldexp(rho_h, kr)  # r = 1/sqrt(var + eps); finite unless the result overflows anyway
         rl = math.ldexp(rho_l, kr)
-        e_gbar = (K_OPS + m) * U_DD * ag / m
+        e_gbar = ks * U_DD * ag / m
         bad = 0
         for j in range(cpg):
             ch = g * cpg + j
