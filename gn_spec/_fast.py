@@ -43,6 +43,7 @@ from gn_spec._kernels import K_OPS, U_DD, _exponent, _mean, _normalizer
 # 2^-55 |y| is below a quarter of ulp(y), which is what faithful rounding of the dd value needs.
 CERT = 2.0**-55
 TINY = 2.0**-1020  # below this a result may be subnormal (double rounding): never certified here
+UNDER = 2.0**-1068  # covers the absolute errors (2^-1075 each) of the products of one result that underflow
 
 
 @_jit
@@ -201,7 +202,22 @@ def _block_stats(xg, eps):
 
 @block_kernel
 def forward_fast(x, w, b, eps, y, uncertified):
-    """y = w_c * d * rho * 2^kx + b_c for every block; counts the results the bound cannot certify."""
+    """y = A_c (v - c) + B_c for every block, counting the results the bound cannot certify.
+
+    With a = rho 2^kx (so that xhat = (v - mu) a for v = p1 x) and delta = mu - c, each channel's
+    y = w_c xhat + b_c is A_c (v - c) + B_c with A_c = w_c a and B_c = b_c - A_c delta, both formed once in
+    dd; per element v - c = s + e exactly (TwoSum), A (s + e) is formed in dd (dropping A_l e and two
+    roundings: below 1.5 U_DD |A_h s|) and B added (below 1.25 U_DD (|A s| + |B|)).
+
+    Error before the final rounding, against y = alpha (v - mu) + b with alpha = w_c r exact:
+    (A - alpha)(v - mu) + A ((mu - c) - delta) + (error of B) + (the two per-element errors above), where
+    |A - alpha| <= (dr + 2 U_DD) |alpha|, |v - mu| <= |s| (1 + u) + |delta| + e_delta, |delta - (mu - c)| <=
+    e_delta and B's error is below KU (|b| + |A delta|). Bounded, with every factor (1 + O(u)) absorbed by
+    doubling, by c0 + c1 |s| with c1 = 2 |A_h| (dr + KU) and c0 = 2 |A_h| ((dr + KU)(|delta| + e_delta) +
+    e_delta) + KU (|b| + |B|). Products that underflow lose at most 2^-1075 each, absolutely: a term UNDER
+    covers them wherever a product is not exactly zero, and a channel whose A_h is below 2^-960 (its low
+    part may have lost bits, which |s| would magnify) is not certified at all.
+    """
     N, G, cpg, S = x.shape
     KU = K_OPS * U_DD
     for ng in prange(N * G):
@@ -213,22 +229,30 @@ def forward_fast(x, w, b, eps, y, uncertified):
             y[n, g] = np.nan
             uncertified[n, g] = 0
             continue
-        ah = math.ldexp(rho_h, kx)  # xhat = d * a
+        ah = math.ldexp(rho_h, kx)  # xhat = (v - mu) * a
         al = math.ldexp(rho_l, kx)
         bad = 0
         for j in range(cpg):
             ch = g * cpg + j
             wc = w[ch]
             bc = b[ch]
+            Ah, Al = dd_mul_d(ah, al, wc)
+            qh, ql = dd_mul(Ah, Al, dh, dl)
+            Bh, Bl = dd_add_d(-qh, -ql, bc)
+            c1 = 2.0 * abs(Ah) * (dr + KU)
+            c0 = 2.0 * abs(Ah) * ((dr + KU) * (abs(dh) + e_delta) + e_delta) + KU * (abs(bc) + abs(Bh))
+            if qh != 0.0:
+                c0 += UNDER
+            if Ah != 0.0 and abs(Ah) < 2.0**-960:
+                c0 = np.inf
             for i in range(S):
-                d_h, d_l, s = _centred(xg[j, i] * p1, c, dh, dl)
-                xh, xl = dd_mul(d_h, d_l, ah, al)
-                ph, pl = dd_mul_d(xh, xl, wc)
-                yh, yl = dd_add_d(ph, pl, bc)
-                out = yh + yl
+                s, e = two_sum(xg[j, i] * p1, -c)
+                ph = Ah * s
+                pl = fma(s, Al, fma(e, Ah, fma(s, Ah, -ph)))
+                yh, t = two_sum(ph, Bh)
+                out = yh + (t + (pl + Bl))
                 y[n, g, j, i] = out
-                e_d = KU * (s + abs(dh)) + e_delta
-                err = abs(wc) * ah * e_d + abs(ph) * (dr + KU) + KU * abs(bc)
+                err = c0 + c1 * abs(s) + (UNDER if s != 0.0 else 0.0)
                 cert = err == 0.0 or (err <= CERT * abs(out) and abs(out) >= TINY)
                 bad += 0 if cert else 1
         uncertified[n, g] = bad
