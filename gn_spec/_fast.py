@@ -27,12 +27,9 @@ from numba import prange
 from gn_spec._dd import (
     dd_add,
     dd_add_d,
-    dd_add_sloppy,
     dd_mul,
     dd_mul_d,
-    fast_two_sum,
     fma,
-    two_prod,
     two_sum,
 )
 from gn_spec._jit import block_kernel
@@ -44,6 +41,7 @@ from gn_spec._kernels import K_OPS, U_DD, _exponent, _mean, _normalizer
 CERT = 2.0**-55
 TINY = 2.0**-1020  # below this a result may be subnormal (double rounding): never certified here
 UNDER = 2.0**-1068  # covers the absolute errors (2^-1075 each) of the products of one result that underflow
+UNDER_A = 2.0**-1070  # the absolute error underflow can add to a per-channel dd coefficient (A, W, P)
 
 
 @_jit
@@ -160,15 +158,6 @@ def _finish_stats(th, tl, qh, ql, a, m, eps, e, ks):
 
 
 @_jit
-def _centred(v: float, c: float, dh: float, dl: float) -> tuple[float, float, float]:
-    """d = (v - c) - delta in dd, and |v - c| (for the error bound)."""
-    s, e = two_sum(v, -c)
-    t, f = two_sum(s, -dh)
-    h, l = fast_two_sum(t, (e + f) - dl)
-    return h, l, abs(s)
-
-
-@_jit
 def _block_stats(xg, eps):
     """The statistics of one block: (p1, c, delta_h, delta_l, e_delta, rho_h, rho_l, kx, kr, dr, ok)."""
     cpg, S = xg.shape
@@ -215,8 +204,8 @@ def forward_fast(x, w, b, eps, y, uncertified):
     e_delta and B's error is below KU (|b| + |A delta|). Bounded, with every factor (1 + O(u)) absorbed by
     doubling, by c0 + c1 |s| with c1 = 2 |A_h| (dr + KU) and c0 = 2 |A_h| ((dr + KU)(|delta| + e_delta) +
     e_delta) + KU (|b| + |B|). Products that underflow lose at most 2^-1075 each, absolutely: a term UNDER
-    covers them wherever a product is not exactly zero, and a channel whose A_h is below 2^-960 (its low
-    part may have lost bits, which |s| would magnify) is not certified at all.
+    covers them wherever a product is not exactly zero, and UNDER_A bounds the absolute error that
+    underflow adds to A itself (multiplied by |v - mu|).
     """
     N, G, cpg, S = x.shape
     KU = K_OPS * U_DD
@@ -239,12 +228,11 @@ def forward_fast(x, w, b, eps, y, uncertified):
             Ah, Al = dd_mul_d(ah, al, wc)
             qh, ql = dd_mul(Ah, Al, dh, dl)
             Bh, Bl = dd_add_d(-qh, -ql, bc)
-            c1 = 2.0 * abs(Ah) * (dr + KU)
+            c1 = 2.0 * abs(Ah) * (dr + KU) + UNDER_A
             c0 = 2.0 * abs(Ah) * ((dr + KU) * (abs(dh) + e_delta) + e_delta) + KU * (abs(bc) + abs(Bh))
-            if qh != 0.0:
+            c0 += UNDER_A * (abs(dh) + e_delta)
+            if Ah != 0.0 and dh != 0.0:
                 c0 += UNDER
-            if Ah != 0.0 and abs(Ah) < 2.0**-960:
-                c0 = np.inf
             for i in range(S):
                 s, e = two_sum(xg[j, i] * p1, -c)
                 ph = Ah * s
@@ -327,7 +315,17 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
     Pass 1 accumulates the shifted statistics together with sum g, sum g (x - c) (g = w_c dy) and, per
     channel, sum dy and sum dy (x - c); then, with d = (x - c) - delta,
         mean(g d) = (sum g (x - c) - delta sum g) / m,   sum_c dy xhat = a (sum dy (x - c) - delta sum dy),
-        dx_i = r ((g_i - mean g) - d_i a^2 mean(g d)).
+        dx_i = r ((g_i - mean g) - d_i a^2 mean(g d)) = W_c dy_i - P (x_i - c) + K,
+    with W_c = r w_c, P = r a^2 mean(g d) and K = P delta - r mean(g) formed once in dd. Per element
+    x - c = s + e exactly (TwoSum), W dy and P (s + e) are formed in dd (below 0.75 U_DD |W_h dy| and
+    1.5 U_DD |P_h s|) and the three dd terms added (below 3 U_DD of the sum of their magnitudes).
+
+    Error before the final rounding, against the exact W* dy - P* (x - c) + K*: (W - W*) dy is below
+    (dr + 2 U_DD) |W dy| (r's relative error); (P - P*)(x - c) below e_P |s| (1 + u), with e_P from the
+    errors e_Q of a^2 mean(g d) and dr of r; K - K* below e_K, from e_delta, e_P, e_gbar, dr and the dd
+    operations. With the (1 + O(u)) factors absorbed by doubling: c0 + cy |dy| + cs |s|, cy = 2 |W_h|
+    (dr + KU), cs = 2 (e_P + KU |P_h|), c0 = 2 e_K + KU |K_h|, plus UNDER where a product may have
+    underflowed and UNDER_A per unit of |dy| and |x - mu| for the absolute error underflow adds to W and P.
     """
     N, G, cpg, S = x.shape
     m = float(cpg * S)
@@ -410,22 +408,35 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
         rh = math.ldexp(rho_h, kr)  # r = 1/sqrt(var + eps); finite unless the result overflows anyway
         rl = math.ldexp(rho_l, kr)
         e_gbar = ks * U_DD * ag / m
+        # dx_i = W_c dy_i - P (x_i - c) + K with W_c = r w_c, P = r a^2 mean(g d), K = P delta - r mean(g)
+        Ph, Pl = dd_mul(rh, rl, Qh, Ql)
+        e_P = rh * (e_Q + (dr + KU) * (abs(Qh) + e_Q))
+        k1h, k1l = dd_mul(Ph, Pl, dh, dl)
+        k2h, k2l = dd_mul(rh, rl, gbh, gbl)
+        Kh, Kl = dd_add(k1h, k1l, -k2h, -k2l)
+        e_K = abs(Ph) * e_delta + e_P * (abs(dh) + e_delta) + rh * (e_gbar + abs(gbh) * (dr + KU))
+        e_K += KU * (abs(k1h) + abs(k2h))
+        cs = 2.0 * (e_P + KU * abs(Ph)) + UNDER_A
+        c0 = 2.0 * e_K + KU * abs(Kh) + UNDER_A * (abs(dh) + e_delta)
+        if (Ph != 0.0 and dh != 0.0) or (rh != 0.0 and gbh != 0.0):
+            c0 += UNDER
         bad = 0
         for j in range(cpg):
             ch = g * cpg + j
-            wc = w[ch]
+            Wh, Wl = dd_mul_d(rh, rl, w[ch])
+            cy = 2.0 * abs(Wh) * (dr + KU) + UNDER_A
             for i in range(S):
-                d_h, d_l, s = _centred(xg[j, i] * p1, c, dh, dl)
-                gh, gl = two_prod(wc, dy[n, g, j, i])
-                th, tl = dd_add_sloppy(gh, gl, -gbh, -gbl)
-                ph, pl = dd_mul(d_h, d_l, Qh, Ql)
-                th, tl = dd_add_sloppy(th, tl, -ph, -pl)
-                oh, ol = dd_mul(th, tl, rh, rl)
-                out = oh + ol
+                t = dy[n, g, j, i]
+                s, e = two_sum(xg[j, i] * p1, -c)
+                gh = Wh * t
+                gl = fma(t, Wl, fma(Wh, t, -gh))
+                ph = Ph * s
+                pl = fma(s, Pl, fma(e, Ph, fma(s, Ph, -ph)))
+                th, t1 = two_sum(gh, -ph)
+                uh, t2 = two_sum(th, Kh)
+                out = uh + ((t1 + t2) + ((gl - pl) + Kl))
                 dx[n, g, j, i] = out
-                e_d = KU * (s + abs(dh)) + e_delta
-                e_t = KU * (abs(gh) + abs(gbh) + abs(ph)) + e_gbar + abs(d_h) * e_Q + abs(Qh) * e_d
-                err = rh * (e_t + abs(th) * (dr + KU))
+                err = c0 + cy * abs(t) + cs * abs(s) + (UNDER if (t != 0.0 or s != 0.0) else 0.0)
                 cert = err == 0.0 or (err <= CERT * abs(out) and abs(out) >= TINY)
                 bad += 0 if cert else 1
         uncertified[n, g] = bad
