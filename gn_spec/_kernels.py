@@ -37,6 +37,17 @@ K_OPS = 64.0
 
 
 @_jit
+def _sum_err(n: float) -> float:
+    """Bound, in units of U_DD times the sum of |terms|, on a compensated dd sum of n terms plus K_OPS.
+
+    The running sums here are Sum2-like (TwoSum on the high part, the errors added into the low part in
+    float64), whose worst-case error is gamma_(n-1)^2 sum |t| ~ (n u)^2 sum |t| = (n^2 / 4) U_DD sum |t|; the
+    (n + 2)^2 / 4 form covers the final renormalization.
+    """
+    return K_OPS + (n + 2.0) ** 2 / 4.0
+
+
+@_jit
 def _exponent(v: float) -> int:
     """e such that 2^(e-1) <= |v| < 2^e (frexp's exponent); 0 for v == 0."""
     if v == 0.0:
@@ -144,7 +155,7 @@ def _stats(xg, eps: float):
     # Error bookkeeping for certification: d0 > 0 flags an inexact block sum (the caller falls back to the
     # exact oracle); dr bounds the relative error of rho (the variance sums m positive dd terms).
     d0 = lost
-    dr = K_OPS * U_DD * (1.0 + m)
+    dr = _sum_err(m) * U_DD
     return True, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const
 
 
@@ -321,8 +332,8 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
             part[n, c, 1] = ql
             part[n, c, 2] = cyh
             part[n, c, 3] = cyl
-            part_err[n, c, 0] = math.ldexp(acd * abs(rho_h), kx) * ((K_OPS + S) * U_DD + dr)
-            part_err[n, c, 1] = acy * S * U_DD
+            part_err[n, c, 0] = math.ldexp(acd * abs(rho_h), kx) * (_sum_err(S) * U_DD + dr)
+            part_err[n, c, 1] = acy * _sum_err(S) * U_DD
         if not finite:
             for j in range(cpg):
                 for i in range(S):
@@ -340,7 +351,7 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
         qh, ql = _scaled(qh, ql, 2 * kx)
         # Bound on the error of Q (relative error of rho^2 plus the error of K's sums).
         mg = ag / m
-        kerr = (K_OPS + m) * U_DD * (agd + abs(gbh) * ad) / m
+        kerr = _sum_err(m) * U_DD * (agd + abs(gbh) * ad) / m
         qabs = math.ldexp(rho_h * rho_h, 2 * kx)
         eq = abs(qh) * (2.0 * dr + K_OPS * U_DD) + qabs * kerr
         bad = 0
@@ -359,7 +370,7 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
                 oh, ol = dd_mul(th, tl, rho_h, rho_l)
                 out = math.ldexp(_round_dd(oh, ol), kr)
                 dx[n, g, j, i] = out
-                et = (K_OPS + m) * U_DD * (abs(gh) + mg) + abs(dh) * eq + K_OPS * U_DD * abs(ph)
+                et = _sum_err(m) * U_DD * (abs(gh) + mg) + abs(dh) * eq + K_OPS * U_DD * abs(ph)
                 err = math.ldexp(rho_h * (et + abs(th) * (K_OPS * U_DD + dr)), kr)
                 if not _certified(err, out):
                     bad += 1
@@ -376,7 +387,7 @@ def reduce_parts(part, part_err, out, out_err):
             e = 0.0
             for n in range(N):
                 sh, sl = _acc(sh, sl, part[n, c, 2 * k], part[n, c, 2 * k + 1])
-                e += part_err[n, c, k] + N * U_DD * abs(part[n, c, 2 * k])
+                e += part_err[n, c, k] + _sum_err(N) * U_DD * abs(part[n, c, 2 * k])
             out[c, k] = sh + sl
             out_err[c, k] = e
 
@@ -398,7 +409,7 @@ def _centred_mean(sums, mags, k: int, kd: int, mean_h: float, mean_l: float, m: 
     th, tl = dd_mul(mean_h, mean_l, sums[2 * kd], sums[2 * kd + 1])
     th, tl = dd_add(sums[2 * k], sums[2 * k + 1], -th, -tl)
     kh, kl = _mean(th, tl, m)
-    err = (K_OPS + m) * U_DD * (mags[k] + abs(mean_h) * mags[kd]) / m
+    err = _sum_err(m) * U_DD * (mags[k] + abs(mean_h) * mags[kd]) / m
     return kh, kl, err
 
 
@@ -491,7 +502,7 @@ def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err,
                     part[n, g * cpg + j, k] = np.nan
             uncertified[n, g] = 0
             continue
-        us = (K_OPS + m) * U_DD  # relative error of a block sum, per unit of its magnitude
+        us = _sum_err(m) * U_DD  # relative error of a block sum, per unit of its magnitude
         hbh, hbl = _mean(sums[0], sums[1], m)
         gbh, gbl = _mean(sums[2], sums[3], m)
         vbh, vbl = _mean(sums[12], sums[13], m)
@@ -598,9 +609,9 @@ def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err,
             qh, ql = dd_mul(rkh, rkl, part[n, c, 4], part[n, c, 5])
             Ph, Pl = dd_add(Ph, Pl, -qh, -ql)
             e_P = (
-                (K_OPS + S) * U_DD * (part_err[n, c, 0] + abs(hbh) * part_err[n, c, 1])
+                _sum_err(S) * U_DD * (part_err[n, c, 0] + abs(hbh) * part_err[n, c, 1])
                 + e_hb * part_err[n, c, 1]
-                + abs(rkh) * (K_OPS + S) * U_DD * part_err[n, c, 2]
+                + abs(rkh) * _sum_err(S) * U_DD * part_err[n, c, 2]
                 + e_rkh * part_err[n, c, 2]
             )
             ph, pl = dd_mul(Ph, Pl, rho_h, rho_l)
