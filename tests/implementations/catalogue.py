@@ -31,7 +31,8 @@ class Entry:
     source: str = ""
     #: the gn_spec.variants name expected to explain the failure (forward or backward), None when none fits
     variant: str | None = None
-    #: the kind of property expected to catch it: forward, backward, double_backward, contract, non_finite
+    #: the kind of property expected to catch it: forward, backward, double_backward, contract, non_finite,
+    #: exception (the implementation raises on valid input)
     caught_by: str = ""
 
     @property
@@ -46,6 +47,11 @@ class Entry:
     @property
     def file(self) -> Path:
         return ROOT / self.path
+
+    @property
+    def absolute_target(self) -> str:
+        """``target`` with the file's absolute path, usable from any working directory."""
+        return str(self.file) if self.api == "cs231n" else f"{self.file}:group_norm"
 
 
 def _faulty(stem: str, api: str, bug_class: str, source: str, caught_by: str, variant: str | None = None,
@@ -121,6 +127,9 @@ FAULTY: tuple[Entry, ...] = (
             "https://github.com/openvinotoolkit/openvino/pull/36587", "forward"),
     _faulty("torch_channels_last_no_permute", "torch", "channels-last reshape without the permute",
             "https://github.com/tensorflow/addons/issues/751", "forward", "channels_last_without_permute"),
+    _faulty("torch_nn_module_unpatched", "torch",
+            "exception on valid input inherited from torch (a batch of one, one value per group)",
+            "https://github.com/pytorch/pytorch/issues/19250", "exception"),
     # CS231n pair (forward and backward)
     _faulty("cs231n_dgamma_keepdims", "cs231n", "grad of weight/bias returned as (1, C, 1, 1)",
             "https://cs231n.github.io/assignments2019/assignment2/", "contract"),
