@@ -23,9 +23,8 @@ To run them as pytest tests of your implementation::
     pytest --pyargs gn_spec.properties --gn-target mypkg.ops:group_norm --gn-api torch
 """
 
-from gn_spec.properties import agreement, contracts, metamorphic  # noqa: F401  (they register the properties)
-
 from gn_spec.checker.probe import REGISTRY, PropertySpec
+from gn_spec.properties import agreement, contracts, metamorphic  # noqa: F401  (they register the properties)
 
 #: Names of all properties, in the order they run.
 PROPERTY_NAMES = (

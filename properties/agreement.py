@@ -113,12 +113,17 @@ def backward_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
     wanted = [("grad_input", 0, case.shape)]
     wanted += [("grad_weight", 1, (c,))] if inp.weight is not None else []
     wanted += [("grad_bias", 2, (c,))] if inp.bias is not None else []
+    observed: list[np.ndarray | None] = [None, None, None]
     for name, k, shape in wanted:
-        observed = probe.array(result, name, shape)
-        if isinstance(observed, str):
-            return Outcome(ok=False, message=f"the backward: {observed}", repro=_BACKWARD_REPRO)
-        judgements.append(judge(name, observed, exact[k], tolerances[name]))
-    return from_judgements(judgements, "the backward", _BACKWARD_REPRO)
+        got = probe.array(result, name, shape)
+        if isinstance(got, str):
+            return Outcome(ok=False, message=f"the backward: {got}", repro=_BACKWARD_REPRO)
+        observed[k] = got
+        judgements.append(judge(name, got, exact[k], tolerances[name]))
+    verdict = from_judgements(judgements, "the backward", _BACKWARD_REPRO)
+    if not verdict.ok:
+        verdict.diagnose = lambda: probe.diagnose_backward(observed, inp, case)
+    return verdict
 
 
 _SECOND_ORDER_REPRO = """

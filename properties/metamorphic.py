@@ -237,7 +237,8 @@ def batch_independence(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """
     n = case.shape[0]
     assume(n >= 1)
-    index = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n + 2))
+    # two samples at least when groups hold one value: (1, C) with G = C is single_value_groups' business
+    index = draw(st.lists(st.integers(0, n - 1), min_size=2 if case.group_size == 1 else 1, max_size=n + 2))
     inp = probe.inputs(case)
     g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
     xs = inp.x[index]

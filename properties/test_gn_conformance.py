@@ -7,9 +7,9 @@ Needs the gn-spec pytest plugin (installed as a ``pytest11`` entry point, or ``-
 from __future__ import annotations
 
 import pytest
-from gn_spec.properties import PROPERTY_NAMES
 
 from gn_spec.checker.report import NOT_APPLICABLE, failure_text
+from gn_spec.properties import PROPERTY_NAMES
 from gn_spec.pytest_plugin import Checker
 
 

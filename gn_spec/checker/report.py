@@ -21,6 +21,7 @@ class PropertyResult:
     err_i = |observed_i - exact_i| / (u * scale_i)); a conforming target keeps it at most 1.  It is ``None``
     for properties that judge no numbers (contracts) and for failures that left nothing to judge (a crash).
     ``worst_error_units`` is the same error in the model's unit u * scale_i, before dividing by the bound.
+    ``diagnosis`` names the known mistakes (``gn_spec.variants``) whose formula explains the failing values.
     """
 
     name: str
@@ -33,6 +34,7 @@ class PropertyResult:
     reproducer: str | None = None
     message: str = ""
     detail: str = ""
+    diagnosis: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -168,6 +170,8 @@ def failure_text(p: PropertyResult) -> str:
         parts.append(f"counterexample: {p.counterexample}")
     if p.detail:
         parts.append(p.detail)
+    for d in p.diagnosis:
+        parts.append(f"diagnosis: {d}")
     if p.reproducer:
         parts.append("reproducer:\n" + p.reproducer)
     return "\n".join(parts)
