@@ -13,9 +13,9 @@ import torch
 def _normalize(x, num_groups, eps):
     n = x.shape[0]
     g = x.reshape(n, num_groups, -1)
-    var, mean = torch.var_mean(g, dim=-1, correction=0, keepdim=True)
-    rstd = torch.rsqrt(var + eps)
-    return (g - mean) * rstd, rstd
+    dev = g - g.mean(dim=-1, keepdim=True)  # two passes of Tensor.mean (cascaded sums), not torch.var_mean
+    rstd = torch.rsqrt((dev * dev).mean(dim=-1, keepdim=True) + eps)
+    return dev * rstd, rstd
 
 
 class _GroupNorm(torch.autograd.Function):
