@@ -72,10 +72,8 @@ def check(target: str, api: str, dtype: str, profile: str, seed: int | None, nam
         if p.failed:
             failed.append(p.name)
             messages[p.name] = p.message
-            found = [line.removeprefix("diagnosis: ") for line in (p.detail or "").splitlines()
-                     if line.startswith("diagnosis: ")]
-            if found:
-                diagnoses[p.name] = found
+            if p.diagnosis:
+                diagnoses[p.name] = list(p.diagnosis)
             if to_rejection is None:
                 to_rejection = elapsed
         r = p.worst_error

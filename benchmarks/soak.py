@@ -4,10 +4,13 @@
 
 The targets are the correct implementations of tests/implementations/catalogue.py (each at its dtype) and the
 built-in ``torch`` target (torch.nn.functional.group_norm) at float32 and float64 on CPU. Run i checks target
-i mod T with seed seed_base + i. Every run that does not conform is a false alarm (goal: 0 in >= 200 runs);
-the report lists each with its seed, so it can be replayed with ``gn-spec check ... --seed``. The headroom of
-a target is 1 / (largest error / bound) over all its runs: how far the worst error seen stayed below the
-derived bound.
+i mod T with seed seed_base + i. Every failing property of such a run is a false alarm (goal: 0 in >= 200
+runs), except a known defect of the target itself: PyTorch refuses a batch of one sample whose groups hold one
+value each (ValueError "Expected more than 1 value per channel when training"), which the single_value_groups
+property probes, so that property's failure on the built-in ``torch`` target is counted apart as a true
+finding. The report lists every failure with its seed, to replay with ``gn-spec check ... --seed``.
+The headroom of a target is 1 / (largest error / bound) over all its runs: how far the worst error seen stayed
+below the derived bound.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from _catalogue_runs import (  # noqa: E402 - the sibling module is found throug
     fmt_ratio,
     load_catalogue,
 )
+
+#: (target name prefix, property) pairs whose failure is a known defect of the target, not a false alarm.
+KNOWN_DEFECTS = {("torch@", "single_value_groups")}
+
+
+def false_alarms(name: str, run: Run) -> list[str]:
+    """The failing properties of a run that are not known defects of its target."""
+    return [p for p in run.failed if not any(name.startswith(t) and p == q for t, q in KNOWN_DEFECTS)]
 
 
 def soak_targets() -> list[tuple[str, str, str, str]]:
@@ -61,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for name, seed, run in pool.map(_one, jobs):
             results.append((name, seed, run))
-            alarm = "" if run.conforms else f"   FALSE ALARM: {', '.join(run.failed)}"
+            alarms = false_alarms(name, run)
+            known = sorted(set(run.failed) - set(alarms))
+            alarm = (f"   FALSE ALARM: {', '.join(alarms)}" if alarms else "") + \
+                (f"   known defect: {', '.join(known)}" if known else "")
             print(f"[{len(results):4d}/{args.runs}] {name:44s} seed {seed:6d} {run.seconds:6.1f} s "
                   f"worst {fmt_ratio(run.worst_ratio):>8s}{alarm}", flush=True)
     text = render(results, args, time.perf_counter() - start)
@@ -69,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
-    return 0 if all(r.conforms for _, _, r in results) else 1
+    return 0 if not any(false_alarms(n, r) for n, _, r in results) else 1
 
 
 def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, seconds: float) -> str:
-    alarms = [(n, s, r) for n, s, r in results if not r.conforms]
+    alarms = [(n, s, r) for n, s, r in results if false_alarms(n, r)]
+    known = [(n, s, r) for n, s, r in results if set(r.failed) - set(false_alarms(n, r))]
     lines = [
         "# False-alarm soak",
         "",
@@ -82,11 +97,12 @@ def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, second
         "",
         f"Environment: {environment_line()}. Wall time {seconds:.0f} s with {args.jobs} job(s).",
         "",
-        f"**{len(alarms)} false alarm(s) in {len(results)} runs** (goal: 0 in >= 200).",
+        f"**{len(alarms)} run(s) with a false alarm in {len(results)} runs** (goal: 0 in >= 200); "
+        f"{len(known)} run(s) failed only on a known defect of the target (listed below).",
         "",
-        as_row(["target", "runs", "false alarms", "cases judged", "largest error / bound", "headroom",
-                "worst property", "mean run (s)"]),
-        as_row(["---"] * 8),
+        as_row(["target", "runs", "false alarms", "known defects", "cases judged", "largest error / bound",
+                "headroom", "worst property", "mean run (s)"]),
+        as_row(["---"] * 9),
     ]
     for name in dict.fromkeys(n for n, _, _ in results):
         runs = [r for n, _, r in results if n == name]
@@ -94,14 +110,17 @@ def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, second
         worst = max(ratios) if ratios else None
         worst_prop = next((r.worst_property for r in runs if ratios and r.worst_ratio == worst), None)
         headroom = "-" if not worst else ("0" if math.isinf(worst) else f"{1 / worst:.3g}x")
-        lines.append(as_row([f"`{name}`", len(runs), sum(not r.conforms for r in runs),
+        n_alarms = sum(bool(false_alarms(name, r)) for r in runs)
+        n_known = sum(bool(set(r.failed) - set(false_alarms(name, r))) for r in runs)
+        lines.append(as_row([f"`{name}`", len(runs), n_alarms, n_known,
                              sum(r.cases for r in runs), fmt_ratio(worst), headroom, worst_prop or "-",
                              f"{sum(r.seconds for r in runs) / len(runs):.1f}"]))
-    if alarms:
-        lines += ["", "## False alarms", ""]
-        for name, seed, r in alarms:
-            why = "; ".join(f"{k}: {v}" for k, v in r.messages.items())
-            lines.append(f"- `{name}` seed {seed}: {why}")
+    for title, runs in (("False alarms", alarms), ("Known defects of the targets", known)):
+        if runs:
+            lines += ["", f"## {title}", ""]
+            for name, seed, r in runs:
+                why = "; ".join(f"{k}: {v}" for k, v in r.messages.items())
+                lines.append(f"- `{name}` seed {seed}: {why}")
     return "\n".join(lines) + "\n"
 
 
