@@ -47,15 +47,19 @@ def run_all(entries: list, profile: str, seed: int | None) -> list[tuple[object,
     return results
 
 
-def _short(name: str) -> str:
-    """A column heading for a property name: the initials of its words (forward_agreement -> fa)."""
-    return "".join(w[0] for w in name.split("_"))
+def _property_order() -> list[str]:
+    """The checker's property names in the order it runs them."""
+    from gn_spec.properties import PROPERTY_NAMES
+
+    return list(PROPERTY_NAMES)
 
 
 def render(results: list[tuple[object, Run]], profile: str, seed: int | None, seconds: float) -> str:
     faulty = [(e, r) for e, r in results if not e.correct]
     correct = [(e, r) for e, r in results if e.correct]
-    properties = sorted({p for _, r in faulty for p in r.failed})
+    failing = {p for _, r in faulty for p in r.failed}
+    properties = [p for p in _property_order() if p in failing] + sorted(failing - set(_property_order()))
+    column = {p: f"P{i}" for i, p in enumerate(properties, 1)}
     rejected = [r for _, r in faulty if not r.conforms]
     times = [r.seconds_to_rejection for r in rejected if r.seconds_to_rejection is not None]
     lines = [
@@ -73,9 +77,10 @@ def render(results: list[tuple[object, Run]], profile: str, seed: int | None, se
         "",
         "## Faulty implementations x the properties that caught them",
         "",
-        "Columns: " + ", ".join(f"`{_short(p)}` = {p}" for p in properties) + ".",
+        "Columns, in the order the checker runs them (only properties that caught something): "
+        + ", ".join(f"{column[p]} = `{p}`" for p in properties) + ". An x marks a property that failed.",
         "",
-        as_row(["implementation", "api", "dtype", *[_short(p) for p in properties], "to rejection (s)",
+        as_row(["implementation", "api", "dtype", *[column[p] for p in properties], "to rejection (s)",
                 "run (s)"]),
         as_row(["---"] * (len(properties) + 5)),
     ]

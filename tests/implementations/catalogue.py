@@ -155,7 +155,9 @@ CORRECT: tuple[Entry, ...] = (
     _correct("np_channels_last_done_right", "numpy", "float64"),
     _correct("np_loop_per_group", "numpy", "float32"),
     _correct("torch_nn_module", "torch", "float32"),
-    _correct("torch_nn_module", "torch", "float64"),
+    # Not at float64: PyTorch's CPU GroupNorm backward sums grad_bias over N * prod(spatial) with an error
+    # that grows faster than the log-depth bound (ratio 2.1 on x of shape (1, 1, 1000, 1000) with
+    # grad_output = -10 + N(0, 1)), so the wrapper inherits a real non-conformance there.
     _correct("torch_autograd_ops", "torch", "float64"),
     _correct("torch_custom_fn_differentiable", "torch", "float64"),
     _correct("cs231n_groupnorm", "cs231n", "float32"),
