@@ -2,6 +2,7 @@
 one, and how long the checker took to reject it.
 
     python benchmarks/kill_matrix.py [--profile default] [--seed 0] [--only NAME ...] [--out FILE.md]
+                                     [--save RUNS.json | --load RUNS.json]
 
 Runs the checker (``gn_spec.checker.run_check``) once per entry of tests/implementations/catalogue.py at the
 entry's dtype, prints one line per run, and writes a markdown report: a matrix of faulty implementations x
@@ -9,12 +10,15 @@ properties (x = the property failed), the time until rejection (goal: median <= 
 checker gave, and the verdicts on the correct implementations with their headroom (largest error / bound).
 The time until rejection adds up, in the order the checker ran them, the times of the properties up to and
 including the first that failed (its shrinking included); the checker goes on with the other properties
-after that, so the total run time is also shown.
+after that, so the total run time is also shown. ``--save`` keeps the raw runs as JSON and ``--load`` renders
+the report from them again without running the checker.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -89,11 +93,15 @@ def render(results: list[tuple[object, Run]], profile: str, seed: int | None, se
         lines.append(as_row([f"`{Path(e.path).stem}`", e.api, e.dtype, *marks,
                              fmt_seconds(r.seconds_to_rejection), f"{r.seconds:.1f}"]))
     lines += ["", "## Bug classes, sources and diagnoses", "",
+              "The diagnosis is what `gn-spec check` printed for the first failing property: the known "
+              "variants (`gn_spec.variants`) whose formula explains the output on that property's minimal "
+              "counterexample.",
+              "",
               as_row(["implementation", "bug class", "source", "first failure", "diagnosis"]),
               as_row(["---"] * 5)]
     for e, r in faulty:
         first = r.failed[0] if r.failed else "**not rejected**"
-        diag = "; ".join(d for ds in r.diagnoses.values() for d in ds) or "-"
+        diag = "; ".join(r.diagnoses.get(first, [])) or "-"
         lines.append(as_row([f"`{Path(e.path).stem}`", e.bug_class, e.source, first, diag]))
     lines += ["", "## Correct implementations", "",
               as_row(["implementation", "api", "dtype", "verdict", "cases", "worst error / bound",
@@ -118,12 +126,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only the entries whose name contains one of these")
     parser.add_argument("--out", default=str(ROOT / "docs" / "kill-matrix.md"),
                         help="markdown file to write ('-' for none)")
+    parser.add_argument("--save", help="also write the raw runs to this JSON file")
+    parser.add_argument("--load", help="render from runs saved with --save instead of running the checker")
     args = parser.parse_args(argv)
     catalogue = load_catalogue()
     entries = [e for e in catalogue.ALL if not args.only or any(s in e.name for s in args.only)]
-    start = time.perf_counter()
-    results = run_all(entries, args.profile, args.seed)
-    text = render(results, args.profile, args.seed, time.perf_counter() - start)
+    if args.load:
+        saved = json.loads(Path(args.load).read_text())
+        runs = {r["name"]: Run(**r) for r in saved["runs"]}
+        results = [(e, runs[e.name]) for e in entries if e.name in runs]
+        seconds, args.profile, args.seed = saved["seconds"], saved["profile"], saved["seed"]
+    else:
+        start = time.perf_counter()
+        results = run_all(entries, args.profile, args.seed)
+        seconds = time.perf_counter() - start
+    if args.save:
+        Path(args.save).write_text(json.dumps(
+            {"profile": args.profile, "seed": args.seed, "seconds": seconds,
+             "runs": [dataclasses.asdict(r) for _, r in results]}, indent=1))
+    text = render(results, args.profile, args.seed, seconds)
     if args.out != "-":
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
