@@ -78,10 +78,12 @@ def ref_cases(
     recipes: tuple[str, ...] = RECIPES,
     eps_values: tuple[float, ...] = EPS_VALUES,
     max_power: int = 300,
+    max_offset: int = 15,
 ) -> RefCase:
     """Shapes (N, C, *spatial) with 0..3 spatial dims, group sizes incl. 1 and non-powers of two.
 
-    ``max_power`` bounds the decimal exponent of the "magnitude" recipe (10^-max_power .. 10^max_power).
+    ``max_power`` bounds the decimal exponent of the "magnitude" recipe (10^-max_power .. 10^max_power),
+    ``max_offset`` that of the "offset" recipe (|mean| / std up to 10^max_offset).
     """
     groups = draw(st.integers(1, 4))
     per_group = draw(st.integers(1, 5))
@@ -91,7 +93,7 @@ def ref_cases(
     n = draw(st.integers(1, 3))
     recipe = draw(st.sampled_from(recipes))
     power = {
-        "offset": draw(st.integers(0, 15)),
+        "offset": draw(st.integers(0, max_offset)),
         "magnitude": draw(st.integers(-max_power, max_power)),
     }.get(recipe, draw(st.integers(0, 8)))
     eps = draw(st.sampled_from(eps_values))

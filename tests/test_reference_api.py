@@ -156,11 +156,15 @@ def torch_all(case: RefCase) -> dict[str, torch.Tensor]:
         recipes=("normal", "offset", "near_eps", "magnitude", "integers"),
         eps_values=MODERATE_EPS,
         max_power=30,
+        max_offset=12,
     )
 )
 def test_agrees_with_torch_float64_first_and_second_order(case: RefCase) -> None:
     """PyTorch float64 (CPU), differentiated by torch.autograd, sits within the float64 error model around
-    the reference, on inputs whose intermediates stay far from overflow and underflow."""
+    the reference, on inputs whose intermediates stay far from overflow and underflow, and with |mean|/std
+    up to 1e12 (the float64 domain the checker generates, SPEC 3.8). Beyond it, at 1e15 with two values a
+    group, torch's double backward was seen 9x over the bound (grad_grad_output -1048576 where the exact
+    value is -2.30): an open question for the model's second-order remainder, recorded in the notes."""
     a = case.arrays()
     w, b = _affine(case)
     x, dy, g, eps = a["x"], a["dy"], case.num_groups, case.eps
