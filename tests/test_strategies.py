@@ -22,7 +22,9 @@ from gn_spec.strategies import (
 )
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-FIND = settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FIND = settings(
+    max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+)
 
 
 def _kappa(case: Case, dtype: str) -> float:
