@@ -58,6 +58,16 @@ def _property_order() -> list[str]:
     return list(PROPERTY_NAMES)
 
 
+def _names_variant(variant: str, run: Run) -> bool:
+    """Whether the first failing property's diagnosis names ``variant`` (by its explanation text)."""
+    from gn_spec import variants
+
+    known = {v.name: v.explains for v in variants.FORWARD_VARIANTS}
+    known.update({v.name: v.explains for v in variants.BACKWARD_VARIANTS})
+    first = run.failed[0] if run.failed else ""
+    return any(known[variant] in d for d in run.diagnoses.get(first, []))
+
+
 def render(results: list[tuple[object, Run]], profile: str, seed: int | None, seconds: float) -> str:
     faulty = [(e, r) for e, r in results if not e.correct]
     correct = [(e, r) for e, r in results if e.correct]
@@ -92,17 +102,24 @@ def render(results: list[tuple[object, Run]], profile: str, seed: int | None, se
         marks = ["x" if p in r.failed else "" for p in properties]
         lines.append(as_row([f"`{Path(e.path).stem}`", e.api, e.dtype, *marks,
                              fmt_seconds(r.seconds_to_rejection), f"{r.seconds:.1f}"]))
+    named = [(e, r) for e, r in faulty if e.variant and _names_variant(e.variant, r)]
+    with_variant = [e for e, _ in faulty if e.variant]
     lines += ["", "## Bug classes, sources and diagnoses", "",
+              f"**The diagnosis named the catalogued variant for {len(named)} of the {len(with_variant)} "
+              "faulty implementations that have one.**", "",
               "The diagnosis is what `gn-spec check` printed for the first failing property: the known "
               "variants (`gn_spec.variants`) whose formula explains the output on that property's minimal "
               "counterexample.",
               "",
-              as_row(["implementation", "bug class", "source", "first failure", "diagnosis"]),
-              as_row(["---"] * 5)]
+              as_row(["implementation", "bug class", "source", "first failure", "catalogued variant",
+                      "named?", "diagnosis"]),
+              as_row(["---"] * 7)]
     for e, r in faulty:
         first = r.failed[0] if r.failed else "**not rejected**"
         diag = "; ".join(r.diagnoses.get(first, [])) or "-"
-        lines.append(as_row([f"`{Path(e.path).stem}`", e.bug_class, e.source, first, diag]))
+        expected = "-" if not e.variant else ("yes" if _names_variant(e.variant, r) else "**no**")
+        lines.append(as_row([f"`{Path(e.path).stem}`", e.bug_class, e.source, first, f"`{e.variant or '-'}`",
+                             expected, diag]))
     lines += ["", "## Correct implementations", "",
               as_row(["implementation", "api", "dtype", "verdict", "cases", "worst error / bound",
                       "worst property", "run (s)"]),
