@@ -22,11 +22,10 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from gn_spec.checker.client import CallResult
 from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import Judgement, Tolerance, forward_tolerance, judge
-from gn_spec.strategies import MAGNITUDES, SIGNIFICAND_BITS, Case, round_to_dtype
+from gn_spec.strategies import MAGNITUDES, SIGNIFICAND_BITS, Case, Inputs, round_to_dtype
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -56,19 +55,37 @@ def compare(
     return judge(label, observed, against, combined_tolerance(tol1, tol2))
 
 
-def outputs(
-    probe: Probe, results: list[CallResult], shapes: list[tuple[int, ...]], what: list[str]
-) -> list[np.ndarray] | Outcome:
-    """The float64 outputs of a batch of forward calls, or the Outcome of the first that failed."""
-    arrays = []
-    for result, shape, name in zip(results, shapes, what, strict=True):
+def forward_pair(
+    probe: Probe,
+    case: Case,
+    inputs: Inputs,
+    first: tuple[np.ndarray, float, str],
+    second: tuple[np.ndarray, float, str],
+    repro: str,
+) -> tuple[np.ndarray, np.ndarray] | Outcome:
+    """Two forward calls (x, eps, label) with the case's groups, weight and bias, in one round trip.
+
+    Returns both float64 outputs, or the Outcome of the first call that failed.
+    """
+    g, w, b = case.num_groups, inputs.weight, inputs.bias
+    runs = (first, second)
+    results = probe.run([probe.request("forward", x, g, eps, weight=w, bias=b) for x, eps, _ in runs])
+    ys = []
+    for result, (x, _, label) in zip(results, runs, strict=True):
         if result.status != "ok":
-            return failure_of(result, f"the forward call on {name}")
-        y = probe.array(result, "y", shape)
+            return failure_of(result, f"the forward call on {label}", repro=repro)
+        y = probe.array(result, "y", x.shape)
         if isinstance(y, str):
-            return Outcome(ok=False, message=f"the forward output on {name}: {y}")
-        arrays.append(y)
-    return arrays
+            return Outcome(ok=False, message=f"the forward output on {label}: {y}", repro=repro)
+        ys.append(y)
+    return ys[0], ys[1]
+
+
+def tolerances(probe: Probe, case: Case, inputs: Inputs, *runs: tuple[np.ndarray, float]) -> list[Tolerance]:
+    """forward_tolerance of each (x, eps) with the case's groups, weight and bias."""
+    return [
+        forward_tolerance(x, case.num_groups, inputs.weight, inputs.bias, eps, probe.dtype) for x, eps in runs
+    ]
 
 
 def verdict(j: Judgement, message: str, repro: str) -> Outcome:
@@ -145,21 +162,13 @@ def shift_invariance(probe: Probe, case: Case, draw: Draw) -> Outcome:
     bits = draw(st.integers(0, max_shift_bits(probe.dtype)))
     inp = probe.inputs(case)
     x1, x2, _ = shift_pair(inp.x, case.num_groups, probe.dtype, bits, case.seed)
-    g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
-    results = probe.run(
-        [
-            probe.request("forward", x1, g, eps, weight=w, bias=b),
-            probe.request("forward", x2, g, eps, weight=w, bias=b),
-        ]
-    )
     repro = _SHIFT_REPRO.format(bits=bits, seed=case.seed)
-    ys = outputs(probe, results, [case.shape] * 2, ["x", "x + c"])
-    if isinstance(ys, Outcome):
-        ys.repro = repro
-        return ys
-    t1 = forward_tolerance(x1, g, w, b, eps, probe.dtype)
-    t2 = forward_tolerance(x2, g, w, b, eps, probe.dtype)
-    j = compare("GN(x + c) against GN(x)", ys[1], ys[0], t2, t1)
+    pair = forward_pair(probe, case, inp, (x1, case.eps, "x"), (x2, case.eps, "x + c"), repro)
+    if isinstance(pair, Outcome):
+        return pair
+    y1, y2 = pair
+    t1, t2 = tolerances(probe, case, inp, (x1, case.eps), (x2, case.eps))
+    j = compare("GN(x + c) against GN(x)", y2, y1, t2, t1)
     return verdict(
         j, f"shifting each (sample, group) by a constant changed the output (shift exponent {bits})", repro
     )
@@ -199,21 +208,13 @@ def scaling_identity(probe: Probe, case: Case, draw: Draw) -> Outcome:
     inp = probe.inputs(case)
     k = scaling_exponent(inp.x, probe.dtype, draw(st.integers(-40, 40)))
     xs, eps_s = np.ldexp(inp.x, k), case.eps * 4.0**k
-    g, w, b = case.num_groups, inp.weight, inp.bias
-    results = probe.run(
-        [
-            probe.request("forward", inp.x, g, case.eps, weight=w, bias=b),
-            probe.request("forward", xs, g, eps_s, weight=w, bias=b),
-        ]
-    )
     repro = _SCALE_REPRO.format(k=k)
-    ys = outputs(probe, results, [case.shape] * 2, ["x", f"2**{k} x"])
-    if isinstance(ys, Outcome):
-        ys.repro = repro
-        return ys
-    t1 = forward_tolerance(inp.x, g, w, b, case.eps, probe.dtype)
-    t2 = forward_tolerance(xs, g, w, b, eps_s, probe.dtype)
-    j = compare(f"GN(2**{k} x; 4**{k} eps) against GN(x; eps)", ys[1], ys[0], t2, t1)
+    pair = forward_pair(probe, case, inp, (inp.x, case.eps, "x"), (xs, eps_s, f"2**{k} x"), repro)
+    if isinstance(pair, Outcome):
+        return pair
+    y1, y2 = pair
+    t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (xs, eps_s))
+    j = compare(f"GN(2**{k} x; 4**{k} eps) against GN(x; eps)", y2, y1, t2, t1)
     return verdict(j, f"scaling x by 2**{k} and eps by 4**{k} changed the output", repro)
 
 
@@ -240,23 +241,16 @@ def batch_independence(probe: Probe, case: Case, draw: Draw) -> Outcome:
     # two samples at least when groups hold one value: (1, C) with G = C is single_value_groups' business
     index = draw(st.lists(st.integers(0, n - 1), min_size=2 if case.group_size == 1 else 1, max_size=n + 2))
     inp = probe.inputs(case)
-    g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
-    xs = inp.x[index]
-    results = probe.run(
-        [
-            probe.request("forward", inp.x, g, eps, weight=w, bias=b),
-            probe.request("forward", xs, g, eps, weight=w, bias=b),
-        ]
-    )
     repro = _BATCH_REPRO.format(index=index)
-    ys = outputs(probe, results, [case.shape, xs.shape], ["x", f"x[{index}]"])
-    if isinstance(ys, Outcome):
-        ys.repro = repro
-        return ys
-    t1 = forward_tolerance(inp.x, g, w, b, eps, probe.dtype)
-    t2 = forward_tolerance(xs, g, w, b, eps, probe.dtype)
+    pair = forward_pair(
+        probe, case, inp, (inp.x, case.eps, "x"), (inp.x[index], case.eps, f"x[{index}]"), repro
+    )
+    if isinstance(pair, Outcome):
+        return pair
+    y1, y2 = pair
+    t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (inp.x[index], case.eps))
     t1p = Tolerance(t1.quantity, t1.dtype, t1.scale[index], t1.bound[index])
-    j = compare(f"GN(x[P]) against GN(x)[P], P = {index}", ys[1], ys[0][index], t2, t1p)
+    j = compare(f"GN(x[P]) against GN(x)[P], P = {index}", y2, y1[index], t2, t1p)
     return verdict(j, f"the output of a sample depends on the other samples (P = {index})", repro)
 
 
@@ -299,23 +293,17 @@ def spatial_permutation_equivariance(probe: Probe, case: Case, draw: Draw) -> Ou
     salt = draw(st.integers(0, 2**16))
     perm = spatial_permutation(case.shape, salt)
     inp = probe.inputs(case)
-    g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
     xp = permute_spatial(inp.x, perm)
-    results = probe.run(
-        [
-            probe.request("forward", inp.x, g, eps, weight=w, bias=b),
-            probe.request("forward", xp, g, eps, weight=w, bias=b),
-        ]
-    )
     repro = _SPATIAL_REPRO.format(salt=salt)
-    ys = outputs(probe, results, [case.shape] * 2, ["x", "x with permuted positions"])
-    if isinstance(ys, Outcome):
-        ys.repro = repro
-        return ys
-    t1 = forward_tolerance(inp.x, g, w, b, eps, probe.dtype)
-    t2 = forward_tolerance(xp, g, w, b, eps, probe.dtype)
+    pair = forward_pair(
+        probe, case, inp, (inp.x, case.eps, "x"), (xp, case.eps, "x with permuted positions"), repro
+    )
+    if isinstance(pair, Outcome):
+        return pair
+    y1, y2 = pair
+    t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (xp, case.eps))
     t1p = Tolerance(t1.quantity, t1.dtype, permute_spatial(t1.scale, perm), permute_spatial(t1.bound, perm))
-    j = compare("GN(x o pi) against GN(x) o pi", ys[1], permute_spatial(ys[0], perm), t2, t1p)
+    j = compare("GN(x o pi) against GN(x) o pi", y2, permute_spatial(y1, perm), t2, t1p)
     return verdict(j, f"permuting spatial positions (salt {salt}) did not permute the output alike", repro)
 
 
@@ -409,20 +397,13 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
     assume(n_blocks >= 1 and case.group_size >= 1)
     block = draw(st.integers(0, n_blocks - 1))
     inp = probe.inputs(case)
-    g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
+    g = case.num_groups
     xn = with_nan(inp.x, g, block, case.seed)
-    results = probe.run(
-        [
-            probe.request("forward", inp.x, g, eps, weight=w, bias=b),
-            probe.request("forward", xn, g, eps, weight=w, bias=b),
-        ]
-    )
     repro = _NAN_REPRO.format(block=block)
-    ys = outputs(probe, results, [case.shape] * 2, ["x", "x with a NaN"])
-    if isinstance(ys, Outcome):
-        ys.repro = repro
-        return ys
-    clean, dirty = blocks_of(ys[0], g), blocks_of(ys[1], g)
+    pair = forward_pair(probe, case, inp, (inp.x, case.eps, "x"), (xn, case.eps, "x with a NaN"), repro)
+    if isinstance(pair, Outcome):
+        return pair
+    clean, dirty = blocks_of(pair[0], g), blocks_of(pair[1], g)
     n, gg = divmod(block, g)
     not_nan = int(np.sum(~np.isnan(dirty[n, gg])))
     if not_nan:
@@ -436,7 +417,7 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
     others[n, gg] = False
     if not others.any():
         return Outcome.passed(0.0, 0.0)
-    tol = forward_tolerance(inp.x, g, w, b, eps, probe.dtype)
+    (tol,) = tolerances(probe, case, inp, (inp.x, case.eps))
     tb, bb = blocks_of(tol.scale, g)[others], blocks_of(tol.bound, g)[others]
     t = Tolerance(tol.quantity, tol.dtype, tb, bb)
     j = compare(

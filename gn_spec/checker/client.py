@@ -105,9 +105,8 @@ class Worker:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.log.close()
-        self.log = (
-            tempfile.TemporaryFile()
-        )  # a fresh log per worker: a crash report quotes only its own worker
+        # a fresh log per worker: a crash report quotes only its own worker
+        self.log = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
         # Idle OpenMP threads (torch's) spin for a while after each call; on a small machine they steal the
         # CPU the checker needs between calls (a 5x slower round trip measured on 2 cores).  PASSIVE changes

@@ -31,19 +31,31 @@ from gn_spec.strategies import Case
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """How hard a profile tries: Hypothesis examples for a property of weight 1 (metamorphic properties, two
-    calls a case, have weight 1/2); how many failing calls shrinking may spend; how many of those may be
-    crashes or hangs (each restarts the worker)."""
+    """How hard a profile tries, in counts (never in seconds, so that ``--seed`` reproduces a run exactly).
+
+    ``examples``: Hypothesis examples for a property of weight 1 (metamorphic properties, two calls a case,
+    have weight 1/2).  ``work``: elements of x a property may process, summed over its examples (times its
+    weight); the target phase likes the largest groups, and this keeps it from spending a run on them.  Once a
+    property has failed: ``shrink_failures`` failing calls, ``process_failures`` of them crashes or hangs
+    (each restarts the worker), and ``shrink_work`` elements may go into shrinking; then the smallest failure
+    so far stands.
+    """
 
     examples: int
+    work: float
     shrink_failures: int
     process_failures: int
+    shrink_work: float
 
 
 PROFILE_SETTINGS = {
-    "quick": ProfileSettings(examples=12, shrink_failures=40, process_failures=1),
-    "default": ProfileSettings(examples=260, shrink_failures=300, process_failures=4),
-    "thorough": ProfileSettings(examples=1500, shrink_failures=1000, process_failures=12),
+    "quick": ProfileSettings(examples=12, work=1e6, shrink_failures=40, process_failures=1, shrink_work=1e6),
+    "default": ProfileSettings(
+        examples=260, work=2e7, shrink_failures=300, process_failures=4, shrink_work=1e7
+    ),
+    "thorough": ProfileSettings(
+        examples=600, work=1e8, shrink_failures=1000, process_failures=10, shrink_work=3e7
+    ),
 }
 
 
@@ -63,6 +75,10 @@ class _StopShrinking(BaseException):
     """The shrinking budget is spent: end the Hypothesis run and keep the smallest failure seen so far."""
 
 
+class _StopGenerating(BaseException):
+    """The property's work budget is spent before any failure: it passed on the cases judged so far."""
+
+
 @dataclass
 class _Tally:
     cases: int = 0
@@ -71,6 +87,8 @@ class _Tally:
     failures: int = 0
     process_failures: int = 0
     last: tuple[Case, Outcome] | None = None
+    work: float = 0.0
+    shrink_work: float = 0.0
 
 
 def target_score(ratio: float) -> float:
@@ -118,9 +136,18 @@ def run_property(
     @hypothesis.seed(property_seed(seed, spec.name))
     @given(case=spec.cases(config), data=st.data())
     def check(case: Case, data: st.DataObject) -> None:
+        elements = math.prod(case.shape) * max(spec.weight, 0.5)
+        if tally.last is None:
+            tally.work += elements
+            if tally.work > profile.work * max(spec.weight, 0.5) and tally.cases:
+                raise _StopGenerating()
+        else:
+            tally.shrink_work += elements
+            if tally.shrink_work > profile.shrink_work:
+                raise _StopShrinking()
         try:
             outcome = spec.function(probe, case, data.draw)
-        except (HypothesisException, _Failed, _StopShrinking):
+        except (HypothesisException, _Failed, _StopShrinking, _StopGenerating):
             raise
         except Exception as exc:
             raise CheckerBug(f"property {spec.name} raised {exc!r} on {case.describe()}") from exc
@@ -148,7 +175,9 @@ def run_property(
     except _Failed as exc:
         tally.last = (exc.case, exc.outcome)
     except _StopShrinking:
-        note = " (shrinking stopped early: its budget of failing calls was spent)"
+        note = " (shrinking stopped early: its budget was spent; this is the smallest failure found)"
+    except _StopGenerating:
+        pass  # passed: the work budget ran out before the example budget
     except HypothesisException as exc:
         if tally.last is None:
             raise CheckerBug(f"property {spec.name}: Hypothesis failed: {exc!r}") from exc

@@ -331,6 +331,5 @@ if __name__ == "__main__":
     code = main(sys.argv)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(
-        code
-    )  # skip interpreter shutdown: atexit hooks and threads the target left behind must not hang us
+    # skip interpreter shutdown: atexit hooks and threads the target left behind must not hang us
+    os._exit(code)
