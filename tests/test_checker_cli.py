@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from checker_helpers import gn_spec, target
-from gn_spec.properties import PROPERTY_NAMES
 
 from gn_spec.cli import main
+from gn_spec.properties import PROPERTY_NAMES
 
 # ---------------------------------------------------------------------------------------------- usage errors
 
