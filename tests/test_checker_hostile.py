@@ -108,6 +108,17 @@ def test_tampering_is_reported(file: str, change: str) -> None:
     assert change in failures(report)["no_tampering"]
 
 
+def test_torch_rebinding_its_own_names_is_not_tampering() -> None:
+    pytest.importorskip("torch")
+    report = run_check(
+        target("torch_heavy_imports.py", "group_norm"),
+        api="torch",
+        properties=["forward_agreement", "no_tampering"],
+        **QUICK,
+    )
+    assert report.exit_code == 0, failures(report)
+
+
 @pytest.mark.parametrize(
     ("function", "prop", "reason"),
     [

@@ -199,6 +199,10 @@ def write_table(report: Report, out: TextIO) -> None:
         )
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
+    out.write(
+        "\nworst error / bound: the largest err_i / B_i judged (at most 1 conforms), err_i = |observed_i - "
+        "exact_i| / (u * s_i)\nworst (u*scale): that err_i, in units of u * s_i (SPEC.md, section 3)\n"
+    )
     for p in report.failed:
         out.write(f"\n=== {p.name} FAILED: {p.summary}\n")
         out.write(failure_text(p).rstrip() + "\n")

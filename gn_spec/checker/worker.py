@@ -45,10 +45,13 @@ class TamperGuard:
         self.snapshots: dict[str, tuple[Any, dict[str, tuple[int, int]]]] = {}
         self.keep: list[object] = []  # keeps the original objects alive so that their ids stay unique
 
-    def watch(self, label: str, namespace: Any) -> None:
+    def watch(self, label: str, namespace: Any, names: tuple[str, ...] | None = None) -> None:
+        """Remember the public callables (and submodules) bound in ``namespace``, or only ``names``."""
         members = vars(namespace)
         fps: dict[str, tuple[int, int]] = {}
         for name, value in list(members.items()):
+            if names is not None and name not in names:
+                continue
             if name.startswith("_") or not (callable(value) or isinstance(value, types.ModuleType)):
                 continue
             fps[name] = _fingerprint(value)
@@ -67,6 +70,22 @@ class TamperGuard:
         return found
 
 
+#: torch functions and Tensor methods the worker calls to build inputs, differentiate and read results back.
+TORCH_USED = ("from_numpy", "zeros_like")
+TENSOR_METHODS_USED = (
+    "to",
+    "contiguous",
+    "requires_grad_",
+    "detach",
+    "float",
+    "cpu",
+    "numpy",
+    "resolve_conj",
+    "resolve_neg",
+    "dim",
+)
+
+
 def watch_environment(guard: TamperGuard, api: str) -> None:
     """Fingerprint what the checker relies on in the worker: numpy, gn_spec, the wire format, autograd."""
     import multiprocessing.connection
@@ -74,7 +93,8 @@ def watch_environment(guard: TamperGuard, api: str) -> None:
     guard.watch("numpy", np)
     guard.watch("numpy.lib.format", np.lib.format)
     guard.watch("json", json)
-    guard.watch("multiprocessing.connection.Connection", multiprocessing.connection.Connection)
+    for cls in multiprocessing.connection.Connection.__mro__[:2]:  # send_bytes & co. live in the base class
+        guard.watch(f"multiprocessing.connection.{cls.__name__}", cls)
     guard.watch("gn_spec", gn_spec)
     for name, module in sorted(sys.modules.items()):
         if name.startswith("gn_spec.") and module is not None:
@@ -83,10 +103,13 @@ def watch_environment(guard: TamperGuard, api: str) -> None:
         import torch
         import torch.nn.functional
 
-        guard.watch("torch", torch)
-        guard.watch("torch.autograd", torch.autograd)
-        guard.watch("torch.nn.functional", torch.nn.functional)
-        guard.watch("torch.Tensor", torch.Tensor)
+        # Only what the worker itself calls: torch rebinds some of its own names when optional parts load
+        # (importing torch._dynamo wraps torch.manual_seed), which is no tampering.
+        guard.watch("torch", torch, TORCH_USED)
+        guard.watch("torch.autograd", torch.autograd, ("grad",))
+        guard.watch("torch.nn.functional", torch.nn.functional, ("group_norm",))
+        for cls in torch.Tensor.__mro__[:2]:  # torch.Tensor and its C base: methods live in both
+            guard.watch(f"{cls.__module__}.{cls.__name__}", cls, TENSOR_METHODS_USED)
 
 
 class TargetLoadError(Exception):
