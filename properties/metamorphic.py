@@ -178,7 +178,8 @@ def shift_invariance(probe: Probe, case: Case, draw: Draw) -> Outcome:
 
 
 def scaling_exponent(x: np.ndarray, dtype: str, k: int) -> int:
-    """``k`` moved towards 0 until 2**k x stays in the dtype's magnitude domain and exact."""
+    """``k`` clamped so that 2**k max|x| lies in the dtype's magnitude domain (MAGNITUDES), then halved
+    towards 0 until 2**k x is exact in the dtype."""
     lo, hi, _ = MAGNITUDES[dtype]
     top = float(np.max(np.abs(x))) if x.size else 0.0
     if top > 0:

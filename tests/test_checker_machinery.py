@@ -171,7 +171,6 @@ def test_scaling_exponent_keeps_the_scaled_input_exact(case: Case, dtype: str, k
     x = materialize(case, dtype).x
     assume(np.all(np.isfinite(x)))
     k2 = metamorphic.scaling_exponent(x, dtype, k)
-    assert abs(k2) <= abs(k)
     assert np.array_equal(round_to_dtype(np.ldexp(x, k2), dtype), np.ldexp(x, k2))
 
 
