@@ -140,7 +140,11 @@ class ReferenceAdapter(NumpyAdapter):
 
     def __init__(self, dtype: str, memory_format: str) -> None:
         import gn_spec
+        from gn_spec.reference import warm_up
 
+        # Compile the reference's kernels here, during the import phase (allowed IMPORT_GRACE), so that the
+        # first run after an install does not spend its per-call timeout in numba's compiler.
+        warm_up()
         self.gn = gn_spec
         super().__init__(gn_spec.group_norm, dtype, memory_format)
 

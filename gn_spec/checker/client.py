@@ -22,8 +22,10 @@ import numpy as np
 from gn_spec.checker import protocol
 from gn_spec.checker.target import CheckConfig, UsageError
 
-#: Seconds allowed for the worker to start and import the target, on top of the per-call timeout.
-IMPORT_GRACE = 120.0
+#: Seconds allowed for the worker to start and import the target, on top of the per-call timeout. Generous:
+#: the `reference` target compiles its kernels there on the first run after an install (about a minute on
+#: a busy 2-core machine; later runs load numba's on-disk cache in under a second).
+IMPORT_GRACE = 300.0
 
 #: How much of the worker's log a crash report quotes (characters).
 LOG_TAIL = 1500
