@@ -59,6 +59,22 @@ def unit_roundoff(dtype: str) -> float:
         raise ValueError(f"dtype={dtype!r} is not one of {DTYPES}") from None
 
 
+def smallest_subnormal(dtype: str) -> float:
+    """eta, the smallest positive subnormal: 2**-24 float16, 2**-133 bfloat16, 2**-149 float32, 2**-1074
+    float64."""
+    unit_roundoff(dtype)  # raises ValueError on an unknown dtype
+    return {"float16": 2.0**-24, "bfloat16": 2.0**-133, "float32": 2.0**-149, "float64": 2.0**-1074}[dtype]
+
+
+def underflow_floor(dtype: str, roundings: int = 1) -> float:
+    """The absolute allowance for ``roundings`` roundings of results to ``dtype`` (SPEC.md, "Underflow").
+
+    With gradual underflow, fl(z) = z (1 + delta) + e with |delta| <= u and |e| <= eta/2 (e = 0 for sums):
+    rounding the final result to the dtype adds at most eta/2 that the relative model does not cover.
+    """
+    return roundings * smallest_subnormal(dtype) / 2.0
+
+
 def accumulation_roundoff(dtype: str) -> float:
     """u_a, the unit roundoff the reductions must at least achieve: float32's for float16, bfloat16 and
     float32 inputs, float64's for float64 (the low-precision policy, SPEC.md)."""
@@ -327,13 +343,16 @@ class Tolerance:
     """What an output may deviate by: |observed - expected| <= u * bound * scale, elementwise.
 
     ``scale`` is s_i and ``bound`` is B_i, the allowed err_i in units of u * s_i (B plus the higher-order
-    remainder); both have the quantity's shape.
+    remainder); both have the quantity's shape.  ``floor`` is an absolute allowance on top, eta/2 for each
+    rounding of a result to the storage dtype (:func:`underflow_floor`): below the dtype's normal range the
+    relative model |fl(z) - z| <= u |z| fails, and a correctly rounded tiny result may be 0.
     """
 
     quantity: str
     dtype: str
     scale: np.ndarray
     bound: np.ndarray
+    floor: float = 0.0
 
     @property
     def unit(self) -> float:
@@ -341,7 +360,7 @@ class Tolerance:
 
     def allowed(self) -> np.ndarray:
         """The largest admissible |observed - expected| per element."""
-        return self.unit * self.bound * self.scale
+        return self.unit * self.bound * self.scale + self.floor
 
 
 def error_bound(quantity: str, dtype: str, coefficient: float, extra_depth: int = 0) -> float:
@@ -369,7 +388,7 @@ def _elementwise(quantity: str, stats: Statistics, terms: list[Term]) -> Toleran
     bound = error_bound(quantity, stats.dtype, mag.coefficient) + _ratio(
         lay.full(mag.remainder), scale, stats.dtype
     )
-    return Tolerance(quantity, stats.dtype, scale, bound)
+    return Tolerance(quantity, stats.dtype, scale, bound, underflow_floor(stats.dtype))
 
 
 def _per_channel(quantity: str, stats: Statistics, terms: list[Term]) -> Tolerance:
@@ -381,7 +400,7 @@ def _per_channel(quantity: str, stats: Statistics, terms: list[Term]) -> Toleran
     bound = error_bound(quantity, stats.dtype, mag.coefficient, depth) + _ratio(
         lay.channel_sum(mag.remainder), scale, stats.dtype
     )
-    return Tolerance(quantity, stats.dtype, scale, bound)
+    return Tolerance(quantity, stats.dtype, scale, bound, underflow_floor(stats.dtype))
 
 
 def _ratio(remainder: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
@@ -542,9 +561,9 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     """Compare ``observed`` with the reference's ``expected`` under ``tolerance``.
 
     err_i = |observed_i - expected_i| / (u s_i) (0 where they are equal, also when s_i = 0); element i fails
-    when
-    err_i > B_i.  Where ``expected`` is NaN the observed value must be NaN; where it is +-inf it must be
-    equal; a NaN or infinity where a finite value is expected fails.
+    when |observed_i - expected_i| > u B_i s_i + floor, that is err_i > B_i + floor / (u s_i).  Where
+    ``expected`` is NaN the observed value must be NaN; where it is +-inf it must be equal; a NaN or infinity
+    where a finite value is expected fails.
     """
     dtype = tolerance.dtype
     expected = np.asarray(expected, dtype=np.float64)
@@ -570,9 +589,10 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     diff = np.where(rounded_inf, 0.0, np.abs(obs - expected))
     finite = np.isfinite(expected)
     same_nonfinite = ~finite & ((np.isnan(expected) & np.isnan(obs)) | (expected == obs))
+    allowed = u * scale * bound + tolerance.floor
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(diff == 0, 0.0, diff / (u * scale))
-        ratio = np.where(err == 0, 0.0, err / bound)
+        ratio = np.where(diff == 0, 0.0, diff / allowed)
     err = np.where(finite, np.nan_to_num(err, nan=np.inf), np.where(same_nonfinite, 0.0, np.inf))
     ratio = np.where(finite, np.nan_to_num(ratio, nan=np.inf), np.where(same_nonfinite, 0.0, np.inf))
     failing = ratio > 1.0
@@ -581,7 +601,10 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     mismatched = int(failing.sum())
     max_ratio = float(ratio.reshape(-1)[flat])
     worst_error = float(err.reshape(-1)[flat])
-    worst_bound = float(np.broadcast_to(bound, ratio.shape).reshape(-1)[flat])
+    # B_i plus the underflow floor, in the unit u * s_i (infinite where s_i = 0 and only the floor is left).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound_in_unit = np.broadcast_to(allowed / (u * scale), ratio.shape)
+    worst_bound = float(bound_in_unit.reshape(-1)[flat])
     o, x = float(obs.reshape(-1)[flat]), float(expected.reshape(-1)[flat])
     pct = 100.0 * mismatched / expected.size
     message = (

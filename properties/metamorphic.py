@@ -17,6 +17,7 @@ inputs.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from hypothesis import assume
@@ -39,13 +40,14 @@ def combined_tolerance(first: Tolerance, second: Tolerance) -> Tolerance:
     """The tolerance for comparing two observed outputs whose exact values agree.
 
     |y~(1) - y~(2)| <= u (B1 s1 + B2 s2) = u * B * s with s = s1 + s2 and B = (B1 s1 + B2 s2) / s, the
-    scale-weighted mean of the two bounds (B1 where both scales vanish).
+    scale-weighted mean of the two bounds (B1 where both scales vanish); the underflow floors add up, since
+    both outputs were rounded to the dtype.
     """
     scale = first.scale + second.scale
     weighted = first.bound * first.scale + second.bound * second.scale
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = np.where(scale > 0, weighted / scale, np.maximum(first.bound, second.bound))
-    return Tolerance(first.quantity, first.dtype, scale, bound)
+    return Tolerance(first.quantity, first.dtype, scale, bound, first.floor + second.floor)
 
 
 def compare(
@@ -250,7 +252,7 @@ def batch_independence(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return pair
     y1, y2 = pair
     t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (inp.x[index], case.eps))
-    t1p = Tolerance(t1.quantity, t1.dtype, t1.scale[index], t1.bound[index])
+    t1p = replace(t1, scale=t1.scale[index], bound=t1.bound[index])
     j = compare(f"GN(x[P]) against GN(x)[P], P = {index}", y2, y1[index], t2, t1p)
     return verdict(j, f"the output of a sample depends on the other samples (P = {index})", repro)
 
@@ -303,7 +305,7 @@ def spatial_permutation_equivariance(probe: Probe, case: Case, draw: Draw) -> Ou
         return pair
     y1, y2 = pair
     t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (xp, case.eps))
-    t1p = Tolerance(t1.quantity, t1.dtype, permute_spatial(t1.scale, perm), permute_spatial(t1.bound, perm))
+    t1p = replace(t1, scale=permute_spatial(t1.scale, perm), bound=permute_spatial(t1.bound, perm))
     j = compare("GN(x o pi) against GN(x) o pi", y2, permute_spatial(y1, perm), t2, t1p)
     return verdict(j, f"permuting spatial positions (salt {salt}) did not permute the output alike", repro)
 
@@ -356,7 +358,7 @@ def constant_groups_give_bias(probe: Probe, case: Case, draw: Draw) -> Outcome:
     expected = np.broadcast_to(bias.reshape(1, -1, *([1] * (len(case.shape) - 2))), case.shape)
     tol = forward_tolerance(xc, g, w, b, eps, probe.dtype)
     pick = np.broadcast_to(mask[:, :, None], blocks_of(xc, g).shape).reshape(case.shape)
-    sub = Tolerance(tol.quantity, tol.dtype, tol.scale[pick], tol.bound[pick])
+    sub = replace(tol, scale=tol.scale[pick], bound=tol.bound[pick])
     j = judge("output of constant blocks", y[pick], expected[pick], sub)
     return verdict(j, "a constant (sample, group) block did not give the bias", _CONSTANT_REPRO)
 
@@ -420,7 +422,7 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return Outcome.passed(0.0, 0.0)
     (tol,) = tolerances(probe, case, inp, (inp.x, case.eps))
     tb, bb = blocks_of(tol.scale, g)[others], blocks_of(tol.bound, g)[others]
-    t = Tolerance(tol.quantity, tol.dtype, tb, bb)
+    t = replace(tol, scale=tb, bound=bb)
     j = compare(
         f"other blocks with a NaN in block ({n}, {gg}) against without", dirty[others], clean[others], t, t
     )

@@ -177,7 +177,8 @@ def test_scaling_exponent_keeps_the_scaled_input_exact(case: Case, dtype: str, k
 def test_combined_tolerance_is_the_sum_of_the_two_allowances() -> None:
     from gn_spec.error_model import Tolerance
 
-    t1 = Tolerance("output", "float32", np.array([1.0, 0.0, 2.0]), np.array([8.0, 8.0, 10.0]))
-    t2 = Tolerance("output", "float32", np.array([3.0, 0.0, 2.0]), np.array([4.0, 6.0, 10.0]))
+    t1 = Tolerance("output", "float32", np.array([1.0, 0.0, 2.0]), np.array([8.0, 8.0, 10.0]), 2.0**-150)
+    t2 = Tolerance("output", "float32", np.array([3.0, 0.0, 2.0]), np.array([4.0, 6.0, 10.0]), 2.0**-150)
     both = metamorphic.combined_tolerance(t1, t2)
-    assert np.allclose(both.allowed(), t1.allowed() + t2.allowed())
+    assert np.allclose(both.allowed(), t1.allowed() + t2.allowed(), rtol=0, atol=0)
+    assert both.floor == 2.0**-149  # both outputs were rounded to the dtype

@@ -6,6 +6,7 @@ the rejection tests fail if it is too loose.  Expected values come from the fait
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -391,6 +392,38 @@ def test_judge_reports_shape_mismatch_and_non_numeric_output():
 def test_judge_exact_zero_scale_requires_exact_equality():
     assert em.judge("output", np.zeros(2), np.zeros(2), _tol(2, scale=0.0)).passed
     assert not em.judge("output", np.array([0.0, 1e-300]), np.zeros(2), _tol(2, scale=0.0)).passed
+
+
+def test_underflow_floor_accepts_a_correctly_rounded_result_below_the_subnormal_range():
+    """y = w xhat with w = eta (float16's smallest subnormal) and |xhat| = 0.447: the exact outputs are
+    +-0.447 eta, which round to 0 in float16.  The relative model alone would call 0 an error of hundreds of
+    u*scale; the derived floor eta/2 accepts it and still rejects +-eta (0.553 eta away)."""
+    eta = em.smallest_subnormal("float16")
+    assert eta == 2.0**-24 and np.float16(eta) > 0 and np.float16(eta / 2) == 0
+    x, w, b = np.array([[[0.0, 1.0]]]), np.array([eta]), np.array([0.0])
+    expected = gn_spec.group_norm(x, 1, w, b, eps=1.0)
+    assert np.all(np.abs(expected) < eta / 2) and np.all(expected != 0)
+    tol = em.forward_tolerance(x, 1, w, b, 1.0, "float16")
+    assert tol.floor == eta / 2
+    rounded = expected.astype(np.float16).astype(np.float64)
+    assert np.all(rounded == 0)
+    verdict = em.judge("output", rounded, expected, tol)
+    assert verdict.passed and verdict.worst_error > 100  # hundreds of u*scale, all of it underflow
+    one_step_off = np.sign(expected) * eta
+    assert not em.judge("output", one_step_off, expected, tol).passed
+    # without the floor the correctly rounded answer would be a false alarm
+    assert not em.judge("output", rounded, expected, dataclasses.replace(tol, floor=0.0)).passed
+
+
+def test_underflow_floor_is_half_the_smallest_subnormal_per_rounding():
+    for dtype, exponent in (("float16", -24), ("bfloat16", -133), ("float32", -149), ("float64", -1074)):
+        assert em.underflow_floor(dtype) == 2.0**exponent / 2
+        assert em.underflow_floor(dtype, 2) == 2.0**exponent
+    # the floor is the half-ulp of the smallest normal number, u * tiny: above it the relative model covers it
+    for dtype, numpy_dtype in (("float16", np.float16), ("float32", np.float32), ("float64", np.float64)):
+        assert em.underflow_floor(dtype) == float(np.finfo(numpy_dtype).tiny) * em.unit_roundoff(dtype)
+    with pytest.raises(ValueError, match="float8"):
+        em.smallest_subnormal("float8")
 
 
 def test_bound_grows_with_log2_of_the_group_size():
