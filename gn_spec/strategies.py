@@ -33,7 +33,7 @@ from hypothesis.errors import InvalidArgument
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 PROFILES = ("quick", "default", "thorough")
-AFFINES = ("none", "weight", "weight_bias")
+AFFINES = ("none", "weight", "bias", "weight_bias")
 # Order matters: Hypothesis shrinks a sampled_from towards its first element.
 RECIPES = ("plain", "offset", "exact", "near_eps", "constant", "wide")
 EPS_VALUES = (1e-5, 1e-3, 1e-6, 0.1, 1.0, 1e-10)
@@ -164,16 +164,18 @@ def round_to_bfloat16(values: np.ndarray) -> np.ndarray:
 
 def round_to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """Round float64 values to the nearest value of ``dtype`` (through float32 for 16-bit types, like torch),
-    returned as float64."""
+    returned as float64.  Values beyond the dtype's range round to +-inf, as round to nearest has it (numpy's
+    overflow warning for that is silenced: it is the intended result)."""
     values = np.asarray(values, dtype=np.float64)
     if dtype == "float64":
         return values.copy()
-    if dtype == "float32":
-        return values.astype(np.float32).astype(np.float64)
-    if dtype == "float16":
-        return values.astype(np.float32).astype(np.float16).astype(np.float64)
-    if dtype == "bfloat16":
-        return round_to_bfloat16(values)
+    with np.errstate(over="ignore"):
+        if dtype == "float32":
+            return values.astype(np.float32).astype(np.float64)
+        if dtype == "float16":
+            return values.astype(np.float32).astype(np.float16).astype(np.float64)
+        if dtype == "bfloat16":
+            return round_to_bfloat16(values)
     raise ValueError(f"dtype={dtype!r} is not one of {DTYPES}")
 
 
@@ -262,7 +264,7 @@ def materialize(case: Case, dtype: str) -> Inputs:
     grad_grad_weight = rng.standard_normal(c)
     grad_grad_bias = rng.standard_normal(c)
     has_weight = case.affine in ("weight", "weight_bias")
-    has_bias = case.affine == "weight_bias"
+    has_bias = case.affine in ("bias", "weight_bias")
     return Inputs(
         x=round_to_dtype(x, dtype),
         weight=round_to_dtype(weight, dtype) if has_weight else None,
