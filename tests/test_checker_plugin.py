@@ -76,3 +76,19 @@ def test_the_plugin_is_inert_in_other_test_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
     assert "gn-spec" in pytest_run("--help", cwd=tmp_path).stdout  # the options are registered
+
+
+def test_loading_the_plugin_does_not_import_numba_or_the_reference() -> None:
+    """The pytest11 entry point loads the plugin in every pytest run of an environment with gn-spec, so
+    ``import gn_spec`` and the plugin must stay light: the reference (numba and its kernels) loads on first
+    use of gn_spec.group_norm and friends."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gn_spec, gn_spec.pytest_plugin\n"
+        "assert 'numba' not in sys.modules and 'gn_spec.reference' not in sys.modules, sorted(sys.modules)\n"
+        "gn_spec.group_norm_backward\n"
+        "assert 'gn_spec.reference' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
