@@ -143,10 +143,17 @@ def _import_location(kind: str, location: str, text: str) -> types.ModuleType:
 
 def _attribute(module: types.ModuleType, path: str, text: str) -> Any:
     obj: Any = module
+    where = getattr(module, "__file__", None) if module.__name__.startswith("gn_spec_target_") else None
     for part in path.split("."):
         if not hasattr(obj, part):
+            functions = sorted(
+                n for n, v in vars(module).items()
+                if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+            )
+            hint = f" (its functions: {', '.join(functions[:12])})" if functions else ""
             raise TargetLoadError(
-                "missing_function", f"TARGET {text!r}: {module.__name__} has no attribute {path!r}"
+                "missing_function",
+                f"TARGET {text!r}: {where or module.__name__} has no attribute {path!r}{hint}",
             )
         obj = getattr(obj, part)
     if not callable(obj):
