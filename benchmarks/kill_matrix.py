@@ -136,6 +136,14 @@ def render(results: list[tuple[object, Run]], profile: str, seed: int | None, se
     return "\n".join(lines) + "\n"
 
 
+def load(path: str | Path, entries: list) -> tuple[list[tuple[object, Run]], float, str, int | None]:
+    """Runs saved with ``--save``: ((entry, run) per entry that has one, total seconds, profile, seed)."""
+    saved = json.loads(Path(path).read_text())
+    runs = {r["name"]: Run(**r) for r in saved["runs"]}
+    results = [(e, runs[e.name]) for e in entries if e.name in runs]
+    return results, saved["seconds"], saved["profile"], saved["seed"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", choices=("quick", "default", "thorough"))
@@ -149,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     catalogue = load_catalogue()
     entries = [e for e in catalogue.ALL if not args.only or any(s in e.name for s in args.only)]
     if args.load:
-        saved = json.loads(Path(args.load).read_text())
-        runs = {r["name"]: Run(**r) for r in saved["runs"]}
-        results = [(e, runs[e.name]) for e in entries if e.name in runs]
-        seconds, args.profile, args.seed = saved["seconds"], saved["profile"], saved["seed"]
+        results, seconds, args.profile, args.seed = load(args.load, entries)
     else:
         start = time.perf_counter()
         results = run_all(entries, args.profile, args.seed)
