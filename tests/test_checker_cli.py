@@ -173,19 +173,24 @@ def test_reproducer_runs_standalone_and_shows_the_failure(tmp_path: Path) -> Non
     assert "AssertionError: the target does not conform" in run.stderr
 
 
-def test_torch_quick_conforms_except_its_single_value_rejection(tmp_path: Path) -> None:
-    """PyTorch's F.group_norm passes every property but one: it rejects x of shape (1, C) with G = C (a valid
-    input whose output is the bias) with "Expected more than 1 value per channel when training"."""
+def test_torch_quick_fails_only_on_its_refusals_of_valid_input(tmp_path: Path) -> None:
+    """PyTorch's F.group_norm passes every property but those that meet its refusals of valid input (SPEC.md
+    3.11): autograd raises for a bias given without a weight, and the forward rejects x of shape (1, C) with
+    G = C (whose output is the bias) with "Expected more than 1 value per channel when training"."""
     pytest.importorskip("torch")
     result = gn_spec(
         "check", "torch", "--profile", "quick", "--seed", "0", "--json", str(tmp_path / "r.json")
     )
     assert result.returncode == 1, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    failed = [p for p in report["properties"] if p["status"] == "failed"]
-    assert [p["name"] for p in failed] == ["single_value_groups"]
-    assert "Expected more than 1 value per channel when training" in failed[0]["message"]
-    assert failed[0]["counterexample"].startswith("shape=(1, 1) num_groups=1")
+    failed = {p["name"]: p for p in report["properties"] if p["status"] == "failed"}
+    assert sorted(failed) == ["backward_agreement", "second_order_agreement", "single_value_groups"]
+    single = failed["single_value_groups"]
+    assert "Expected more than 1 value per channel when training" in single["message"]
+    assert single["counterexample"].startswith("shape=(1, 1) num_groups=1")
+    for name in ("backward_agreement", "second_order_agreement"):
+        assert "affine=bias" in failed[name]["counterexample"]
+        assert "raised RuntimeError" in failed[name]["message"]
 
 
 def test_seed_makes_a_run_reproducible(tmp_path: Path) -> None:
