@@ -452,8 +452,13 @@ def test_pytorch_cpu_forward_backward_and_double_backward_conform(dtype):
         return None if a is None else torch.tensor(a, dtype=tdt, requires_grad=grad)
 
     @SETTINGS
-    @given(case_strategy("quick", dtype).filter(lambda c: c.shape[0] * c.group_size > 1))
-    def check(case):  # (torch refuses N * m == 1 with "Expected more than 1 value per channel")
+    # PyTorch's two refusals of valid input are findings with tests of their own (SPEC.md 3.11,
+    # test_checker_conformance.py): N * m == 1 ("Expected more than 1 value per channel") and gradients
+    # through a bias without a weight (RuntimeError).  This test is about the values, so it leaves them out.
+    @given(
+        case_strategy("quick", dtype).filter(lambda c: c.shape[0] * c.group_size > 1 and c.affine != "bias")
+    )
+    def check(case):
         i = materialize(case, dtype)
         g, eps = case.num_groups, case.eps
         x, w, b, dy = tensor(i.x), tensor(i.weight), tensor(i.bias), tensor(i.grad_output)
