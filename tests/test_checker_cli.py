@@ -146,20 +146,27 @@ def test_failing_target_reports(tmp_path: Path) -> None:
     check_junit(ET.parse(xml_path).getroot(), report)
 
 
-def test_reproducer_runs_standalone_and_shows_the_failure(tmp_path: Path) -> None:
+FAULTY = Path(__file__).resolve().parent / "implementations" / "faulty"
+
+
+@pytest.mark.parametrize(
+    ("text", "api", "prop"),
+    [
+        (target("hostile.py", "bessel"), "numpy", "forward_agreement"),
+        # a torch function from a file: the script must import torch itself (it once did not)
+        (f"{FAULTY / 'torch_custom_fn_missing_mean_term.py'}:group_norm", "torch", "backward_agreement"),
+    ],
+)
+def test_reproducer_runs_standalone_and_shows_the_failure(
+    text: str, api: str, prop: str, tmp_path: Path
+) -> None:
+    if api == "torch":
+        pytest.importorskip("torch")
     result = gn_spec(
-        "check",
-        target("hostile.py", "bessel"),
-        "--profile",
-        "quick",
-        "--seed",
-        "2",
-        "--property",
-        "forward_agreement",
-        "--json",
-        str(tmp_path / "r.json"),
+        "check", text, "--api", api, "--profile", "quick", "--seed", "2", "--property", prop,
+        "--json", str(tmp_path / "r.json"),
     )
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
     script = json.loads((tmp_path / "r.json").read_text())["properties"][0]["reproducer"]
     (tmp_path / "repro.py").write_text(script)
     import subprocess
@@ -168,7 +175,7 @@ def test_reproducer_runs_standalone_and_shows_the_failure(tmp_path: Path) -> Non
     run = subprocess.run(
         [sys.executable, "repro.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
-    assert run.returncode == 1  # the script's final assert fails, as the target does
+    assert run.returncode == 1, run.stderr  # the script's final assert fails, as the target does
     assert "mismatched elements" in run.stdout
     assert "AssertionError: the target does not conform" in run.stderr
 

@@ -193,6 +193,8 @@ def target_import(config: CheckConfig) -> str:
             "forward_fn = module.spatial_groupnorm_forward\nbackward_fn = module.spatial_groupnorm_backward\n"
         )
     attribute = "".join(f".{part}" for part in (t.function or "").split("."))
+    if config.api == "torch":
+        load = "import torch\n" + load  # the helpers make tensors, whatever the target imports
     return load + f"target = module{attribute}\n"
 
 
