@@ -51,6 +51,8 @@ class Run:
     worst_property: str | None = None
     messages: dict[str, str] = field(default_factory=dict)
     diagnoses: dict[str, list[str]] = field(default_factory=dict)
+    #: the shrunk counterexample of each failing property (``Case.describe()`` text)
+    counterexamples: dict[str, str] = field(default_factory=dict)
 
     @property
     def conforms(self) -> bool:
@@ -66,12 +68,13 @@ def check(target: str, api: str, dtype: str, profile: str, seed: int | None, nam
     wall = time.perf_counter() - start
     elapsed, to_rejection = 0.0, None
     worst, worst_name = None, None
-    failed, messages, diagnoses = [], {}, {}
+    failed, messages, diagnoses, counterexamples = [], {}, {}, {}
     for p in report.properties:
         elapsed += p.seconds
         if p.failed:
             failed.append(p.name)
             messages[p.name] = p.message
+            counterexamples[p.name] = p.counterexample or ""
             if p.diagnosis:
                 diagnoses[p.name] = list(p.diagnosis)
             if to_rejection is None:
@@ -80,7 +83,7 @@ def check(target: str, api: str, dtype: str, profile: str, seed: int | None, nam
         if r is not None and not math.isnan(r) and (worst is None or r > worst):
             worst, worst_name = r, p.name
     return Run(name or target, report.verdict, wall, report.cases, failed, to_rejection, worst, worst_name,
-               messages, diagnoses)
+               messages, diagnoses, counterexamples)
 
 
 def median(values: list[float]) -> float:
