@@ -95,6 +95,8 @@ def watch_environment(guard: TamperGuard, api: str) -> None:
     guard.watch("json", json)
     for cls in multiprocessing.connection.Connection.__mro__[:2]:  # send_bytes & co. live in the base class
         guard.watch(f"multiprocessing.connection.{cls.__name__}", cls)
+    for name in gn_spec.__all__:  # bind the lazily imported reference functions, so they are watched too
+        getattr(gn_spec, name)
     guard.watch("gn_spec", gn_spec)
     for name, module in sorted(sys.modules.items()):
         if name.startswith("gn_spec.") and module is not None:
