@@ -581,7 +581,7 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     if expected.size == 0:
         return Judgement(quantity, dtype, True, 0, 0, 0.0, 0.0, 0.0, None, None, None, f"{quantity}: empty")
     u = tolerance.unit
-    scale, bound = tolerance.scale, tolerance.bound
+    scale = tolerance.scale
     # An exact value beyond the dtype's range rounds to +-inf; that (correctly rounded) answer is accepted.
     overflow = np.abs(expected) >= overflow_threshold(dtype)
     with np.errstate(invalid="ignore"):
@@ -589,7 +589,7 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     diff = np.where(rounded_inf, 0.0, np.abs(obs - expected))
     finite = np.isfinite(expected)
     same_nonfinite = ~finite & ((np.isnan(expected) & np.isnan(obs)) | (expected == obs))
-    allowed = u * scale * bound + tolerance.floor
+    allowed = tolerance.allowed()
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(diff == 0, 0.0, diff / (u * scale))
         ratio = np.where(diff == 0, 0.0, diff / allowed)
