@@ -69,10 +69,12 @@ def _known(name: str, prop: str, message: str, counterexample: str) -> bool:
 
 def false_alarms(name: str, run: Run) -> list[str]:
     """The failing properties of a run that are not known defects of its target."""
-    return [
-        p for p in run.failed
-        if not _known(name, p, run.messages.get(p, ""), run.counterexamples.get(p, ""))
-    ]
+    return [p for p in run.failed if p not in known_defects(name, run)]
+
+
+def known_defects(name: str, run: Run) -> list[str]:
+    """The failing properties of a run that are known defects of its target."""
+    return [p for p in run.failed if _known(name, p, run.messages.get(p, ""), run.counterexamples.get(p, ""))]
 
 
 def soak_targets() -> list[tuple[str, str, str, str]]:
@@ -101,7 +103,7 @@ def soak(args: argparse.Namespace) -> list[tuple[str, int, Run]]:
         for name, seed, run in pool.map(_one, jobs):
             results.append((name, seed, run))
             alarms = false_alarms(name, run)
-            known = sorted(set(run.failed) - set(alarms))
+            known = sorted(known_defects(name, run))
             alarm = (f"   FALSE ALARM: {', '.join(alarms)}" if alarms else "") + \
                 (f"   known defect: {', '.join(known)}" if known else "")
             print(f"[{len(results):4d}/{args.runs}] {name:44s} seed {seed:6d} {run.seconds:6.1f} s "
@@ -146,14 +148,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _worst_is_known_defect(name: str, run: Run) -> bool:
     """Whether the run's worst judgement is the failure of a known defect (err/B > 1 on such a property)."""
-    known = set(run.failed) - set(false_alarms(name, run))
-    return run.worst_property in known and (run.worst_ratio or 0.0) > 1.0
+    return run.worst_property in known_defects(name, run) and (run.worst_ratio or 0.0) > 1.0
 
 
 def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, seconds: float,
            environment: str) -> str:
     alarms = [(n, s, r) for n, s, r in results if false_alarms(n, r)]
-    known = [(n, s, r) for n, s, r in results if set(r.failed) - set(false_alarms(n, r))]
+    known = [(n, s, r) for n, s, r in results if known_defects(n, r)]
     lines = [
         "# False-alarm soak",
         "",
@@ -181,7 +182,7 @@ def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, second
         worst_prop = next((r.worst_property for r in runs if ratios and r.worst_ratio == worst), None)
         headroom = "-" if not worst else ("0" if math.isinf(worst) else f"{1 / worst:.3g}x")
         n_alarms = sum(bool(false_alarms(name, r)) for r in runs)
-        n_known = sum(bool(set(r.failed) - set(false_alarms(name, r))) for r in runs)
+        n_known = sum(bool(known_defects(name, r)) for r in runs)
         lines.append(as_row([f"`{name}`", len(runs), n_alarms, n_known,
                              sum(r.cases for r in runs), fmt_ratio(worst), headroom, worst_prop or "-",
                              f"{sum(r.seconds for r in runs) / len(runs):.1f}"]))
