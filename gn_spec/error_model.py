@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+from gn_spec.formats import NAMES, format_of
+
+DTYPES = NAMES  # the format names of gn_spec.formats, in its order
 
 # Sequential-run allowance in the summation depth (SPEC.md, "Summation"): pairwise or cascaded summation whose
 # base blocks add at most 16 terms one after another has depth <= ceil(log2 M) + 12 per stage (15 sequential
@@ -47,23 +49,19 @@ QUANTITIES = tuple(ELEMENTWISE_ROUNDINGS)
 
 # The reference is faithful: |reference - exact| < 1 ulp(exact) <= 2 * 2**-53 * |exact| <= 2 * 2**-53 * s_i.
 REFERENCE_ULPS = 2.0
-REFERENCE_ROUNDOFF = 2.0**-53
+REFERENCE_ROUNDOFF = format_of("float64").unit_roundoff  # 2**-53
 
 
 def unit_roundoff(dtype: str) -> float:
     """u = 2**-p for a dtype with p significand bits: 2**-11 float16, 2**-8 bfloat16, 2**-24 float32,
-    2**-53 float64."""
-    try:
-        return {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}[dtype]
-    except KeyError:
-        raise ValueError(f"dtype={dtype!r} is not one of {DTYPES}") from None
+    2**-53 float64 (the table in :mod:`gn_spec.formats`)."""
+    return format_of(dtype).unit_roundoff
 
 
 def smallest_subnormal(dtype: str) -> float:
     """eta, the smallest positive subnormal: 2**-24 float16, 2**-133 bfloat16, 2**-149 float32, 2**-1074
     float64."""
-    unit_roundoff(dtype)  # raises ValueError on an unknown dtype
-    return {"float16": 2.0**-24, "bfloat16": 2.0**-133, "float32": 2.0**-149, "float64": 2.0**-1074}[dtype]
+    return format_of(dtype).smallest_subnormal
 
 
 def underflow_floor(dtype: str, roundings: int = 1) -> float:
@@ -78,8 +76,7 @@ def underflow_floor(dtype: str, roundings: int = 1) -> float:
 def accumulation_roundoff(dtype: str) -> float:
     """u_a, the unit roundoff the reductions must at least achieve: float32's for float16, bfloat16 and
     float32 inputs, float64's for float64 (the low-precision policy, SPEC.md)."""
-    unit_roundoff(dtype)  # raises ValueError on an unknown dtype
-    return unit_roundoff("float64") if dtype == "float64" else unit_roundoff("float32")
+    return format_of(dtype).accumulation_roundoff
 
 
 def summation_depth(length: int) -> int:
@@ -541,16 +538,9 @@ class Judgement:
 
 
 def overflow_threshold(dtype: str) -> float:
-    """The smallest magnitude that rounds to infinity in ``dtype`` (round to nearest): (2 - u) 2**emax."""
-    emax = {"float16": 15, "bfloat16": 127, "float32": 127, "float64": 1023}[_dtype(dtype)]
-    if dtype == "float64":
-        return math.inf
-    return (2 - unit_roundoff(dtype)) * 2.0**emax
-
-
-def _dtype(dtype: str) -> str:
-    unit_roundoff(dtype)  # raises ValueError on an unknown dtype
-    return dtype
+    """The smallest magnitude that rounds to infinity in ``dtype`` (round to nearest): (2 - u) 2**emax; inf
+    for float64, whose threshold lies beyond its own range."""
+    return format_of(dtype).overflow_threshold
 
 
 def _fmt(value: float, dtype: str) -> str:

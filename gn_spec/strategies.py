@@ -25,25 +25,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Literal
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+from gn_spec.formats import FORMATS, NAMES, format_of, round_through_float32
+
+DTYPES = NAMES  # the format names of gn_spec.formats, in its order
 PROFILES = ("quick", "default", "thorough")
 AFFINES = ("none", "weight", "bias", "weight_bias")
 # Order matters: Hypothesis shrinks a sampled_from towards its first element.
 RECIPES = ("plain", "offset", "exact", "near_eps", "constant", "wide")
 EPS_VALUES = (1e-5, 1e-3, 1e-6, 0.1, 1.0, 1e-10)
-
-Dtype = Literal["float16", "bfloat16", "float32", "float64"]
-
-# Significand bits p (including the implicit bit) of each dtype, and of the precision its reductions are
-# required to use (float32 at least; see SPEC.md, error model).
-SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
-ACCUMULATION_BITS = {"float16": 24, "bfloat16": 24, "float32": 24, "float64": 53}
 
 
 @dataclass(frozen=True)
@@ -110,12 +104,9 @@ class Case:
     def to_python(self, dtype: str = "float32") -> str:
         """A Python snippet that rebuilds the exact inputs of this case as numpy arrays of ``dtype``."""
         args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
-        np_dtype = "float32" if dtype == "bfloat16" else dtype
-        note = (
-            "  # bfloat16 values held exactly in float32 (numpy has no bfloat16)"
-            if dtype == "bfloat16"
-            else ""
-        )
+        fmt = format_of(dtype)
+        np_dtype = fmt.container.name
+        note = "" if fmt.native else f"  # {dtype} values held exactly in {np_dtype} (numpy has no {dtype})"
         return (
             "import numpy as np\n"
             "from gn_spec.strategies import Case, materialize\n\n"
@@ -146,39 +137,6 @@ class Inputs:
     grad_grad_bias: np.ndarray | None
 
 
-# ---------------------------------------------------------------------------------------------- rounding
-
-
-def round_to_bfloat16(values: np.ndarray) -> np.ndarray:
-    """Round to the nearest bfloat16 (ties to even) through float32, as torch's ``.to(torch.bfloat16)`` does.
-
-    A bfloat16 is the top 16 bits of a float32; adding 0x7FFF plus the lowest kept bit to the float32 bit
-    pattern and clearing the low 16 bits rounds to nearest with ties to even.  NaN stays NaN.
-    """
-    f32 = np.asarray(values, dtype=np.float64).astype(np.float32)
-    bits = f32.view(np.uint32).astype(np.uint64)
-    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
-    out = rounded.view(np.float32).astype(np.float64)
-    return np.where(np.isnan(f32), np.nan, out)
-
-
-def round_to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Round float64 values to the nearest value of ``dtype`` (through float32 for 16-bit types, like torch),
-    returned as float64.  Values beyond the dtype's range round to +-inf, as round to nearest has it (numpy's
-    overflow warning for that is silenced: it is the intended result)."""
-    values = np.asarray(values, dtype=np.float64)
-    if dtype == "float64":
-        return values.copy()
-    with np.errstate(over="ignore"):
-        if dtype == "float32":
-            return values.astype(np.float32).astype(np.float64)
-        if dtype == "float16":
-            return values.astype(np.float32).astype(np.float16).astype(np.float64)
-        if dtype == "bfloat16":
-            return round_to_bfloat16(values)
-    raise ValueError(f"dtype={dtype!r} is not one of {DTYPES}")
-
-
 # ---------------------------------------------------------------------------------------------- data recipes
 
 
@@ -194,8 +152,8 @@ def exact_statistics_group(rng: np.random.Generator, m: int, dtype: str, log10_o
     accumulation precision (p_a significand bits); the mean c q is then the exact quotient sum / m.  The
     values must also fit the storage dtype: |c| + K <= 2**(p - 1).  |c| / K sets the conditioning.
     """
-    p_store = SIGNIFICAND_BITS[dtype]
-    p_acc = ACCUMULATION_BITS[dtype]
+    p_store = FORMATS[dtype].significand_bits
+    p_acc = FORMATS[FORMATS[dtype].accumulation].significand_bits
     budget = p_acc - max(1, math.ceil(math.log2(max(m, 2))))  # bits left for |c| + K and for K**2
     c_bits = max(0, min(budget - 1, p_store - 1))
     # kappa ~ |c| / K: for a large log10_offset shrink K (down to 1) to make room for a large centre c.
@@ -237,8 +195,9 @@ def _group_values(case: Case, rng: np.random.Generator, m: int, dtype: str) -> n
 def materialize(case: Case, dtype: str) -> Inputs:
     """Build the arrays of ``case`` for ``dtype``, deterministically from ``case.seed``.
 
-    The values are drawn in float64, then rounded to ``dtype`` (round to nearest even), so they are exact in
-    it.
+    The values are drawn in float64, then rounded to ``dtype`` through float32, as torch converts them
+    (:func:`gn_spec.formats.round_through_float32`, kept so that every seed gives the inputs it always gave),
+    so they are exact in it.
     Every array is always drawn, in a fixed order, so the same case gives the same x whatever is needed later.
     """
     if dtype not in DTYPES:
@@ -266,13 +225,13 @@ def materialize(case: Case, dtype: str) -> Inputs:
     has_weight = case.affine in ("weight", "weight_bias")
     has_bias = case.affine in ("bias", "weight_bias")
     return Inputs(
-        x=round_to_dtype(x, dtype),
-        weight=round_to_dtype(weight, dtype) if has_weight else None,
-        bias=round_to_dtype(bias, dtype) if has_bias else None,
-        grad_output=round_to_dtype(grad_output, dtype),
-        grad_grad_input=round_to_dtype(grad_grad_input, dtype),
-        grad_grad_weight=round_to_dtype(grad_grad_weight, dtype) if has_weight else None,
-        grad_grad_bias=round_to_dtype(grad_grad_bias, dtype) if has_bias else None,
+        x=round_through_float32(x, dtype),
+        weight=round_through_float32(weight, dtype) if has_weight else None,
+        bias=round_through_float32(bias, dtype) if has_bias else None,
+        grad_output=round_through_float32(grad_output, dtype),
+        grad_grad_input=round_through_float32(grad_grad_input, dtype),
+        grad_grad_weight=round_through_float32(grad_grad_weight, dtype) if has_weight else None,
+        grad_grad_bias=round_through_float32(grad_grad_bias, dtype) if has_bias else None,
     )
 
 

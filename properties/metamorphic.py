@@ -26,14 +26,15 @@ from hypothesis import strategies as st
 from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import Judgement, Tolerance, forward_tolerance, judge
-from gn_spec.strategies import MAGNITUDES, SIGNIFICAND_BITS, Case, Inputs, round_to_dtype
+from gn_spec.formats import FORMATS, is_representable
+from gn_spec.strategies import MAGNITUDES, Case, Inputs
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
 def exact_in(a: np.ndarray, dtype: str) -> bool:
     """Every value of ``a`` is finite and exactly a number of ``dtype``."""
-    return bool(np.all(np.isfinite(a)) and np.array_equal(round_to_dtype(a, dtype), a))
+    return bool(np.all(np.isfinite(a)) and np.all(is_representable(a, dtype)))
 
 
 def combined_tolerance(first: Tolerance, second: Tolerance) -> Tolerance:
@@ -109,7 +110,7 @@ def blocks_of(x: np.ndarray, num_groups: int) -> np.ndarray:
 def max_shift_bits(dtype: str) -> int:
     """Largest shift exponent drawn: |c| up to 2**bits * max|x|, limited by the dtype's precision (p - 3, so
     the data keeps two bits) and by the conditioning the error model's domain covers (|mu|/sigma <= 10**k)."""
-    return min(SIGNIFICAND_BITS[dtype] - 3, int(MAGNITUDES[dtype][2] * math.log2(10)))
+    return min(FORMATS[dtype].significand_bits - 3, int(MAGNITUDES[dtype][2] * math.log2(10)))
 
 
 def shift_pair(
@@ -123,7 +124,7 @@ def shift_pair(
     exact.  k is lowered per block so that |x2| stays within the dtype's magnitude domain; a block where the
     construction is still not exact (underflow) gets c = 0.
     """
-    p = SIGNIFICAND_BITS[dtype]
+    p = FORMATS[dtype].significand_bits
     hi = MAGNITUDES[dtype][1] * math.log2(10)
     b = blocks_of(np.asarray(x, dtype=np.float64), num_groups)
     rng = np.random.default_rng(seed)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import gn_spec
 from gn_spec import error_model as em
-from gn_spec.strategies import Case, case_strategy, materialize, round_to_dtype
+from gn_spec.formats import round_to
+from gn_spec.strategies import Case, case_strategy, materialize
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
@@ -86,9 +87,7 @@ def low_precision(impl, dtype):
     """Compute with `impl` in float32 from the exact low-precision inputs; round the output once."""
 
     def run(x, num_groups, weight, bias, eps):
-        return round_to_dtype(
-            impl(x, num_groups, weight, bias, eps, acc=np.float32).astype(np.float64), dtype
-        )
+        return round_to(impl(x, num_groups, weight, bias, eps, acc=np.float32), dtype).astype(np.float64)
 
     return run
 

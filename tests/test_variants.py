@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import gn_spec
 from gn_spec import variants as V
+from gn_spec.formats import round_to
 
 
 def _stats(x, g, axes=-1):
@@ -102,12 +103,11 @@ NAIVE = {
 
 VARIANTS = {v.name: v for v in V.FORWARD_VARIANTS}
 BACKWARD = {v.name: v for v in V.BACKWARD_VARIANTS}
-CONTAINER = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
 
 
 def _round(a, dtype):
-    """Values of ``a`` rounded to ``dtype`` (bfloat16 not used here), back in float64."""
-    return np.asarray(a, dtype=np.float64).astype(CONTAINER[dtype]).astype(np.float64)
+    """Values of ``a`` rounded to ``dtype``, back in float64."""
+    return round_to(np.asarray(a, dtype=np.float64), dtype).astype(np.float64)
 
 
 def test_every_variant_has_a_naive_formula():
