@@ -26,37 +26,8 @@ from gn_spec.checker.client import Worker
 from gn_spec.checker.probe import Outcome, Probe, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report
 from gn_spec.checker.target import UsageError, make_config
+from gn_spec.profiles import PROFILES
 from gn_spec.strategies import Case
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    """How hard a profile tries, in counts (never in seconds, so that ``--seed`` reproduces a run exactly).
-
-    ``examples``: Hypothesis examples for a property of weight 1 (metamorphic properties, two calls a case,
-    have weight 1/2).  ``work``: elements of x a property may process, summed over its examples (times its
-    weight); the target phase likes the largest groups, and this keeps it from spending a run on them.  Once a
-    property has failed: ``shrink_failures`` failing calls, ``process_failures`` of them crashes or hangs
-    (each restarts the worker), and ``shrink_work`` elements may go into shrinking; then the smallest failure
-    so far stands.
-    """
-
-    examples: int
-    work: float
-    shrink_failures: int
-    process_failures: int
-    shrink_work: float
-
-
-PROFILE_SETTINGS = {
-    "quick": ProfileSettings(examples=12, work=1e6, shrink_failures=40, process_failures=1, shrink_work=1e6),
-    "default": ProfileSettings(
-        examples=260, work=2e7, shrink_failures=300, process_failures=4, shrink_work=1e7
-    ),
-    "thorough": ProfileSettings(
-        examples=600, work=1e8, shrink_failures=1000, process_failures=10, shrink_work=3e7
-    ),
-}
 
 
 class CheckerBug(BaseException):
@@ -119,11 +90,11 @@ def run_property(
     reason = spec.applies(config)
     if reason is not None:
         return PropertyResult(spec.name, spec.summary, NOT_APPLICABLE, message=reason)
-    profile = PROFILE_SETTINGS[config.profile]
+    budget = PROFILES[config.profile].budget
     tally = _Tally()
 
     @hypothesis.settings(
-        max_examples=max(1, round(profile.examples * spec.weight)),
+        max_examples=max(1, round(budget.examples * spec.weight)),
         database=None,
         deadline=None,
         derandomize=False,
@@ -139,11 +110,11 @@ def run_property(
         elements = math.prod(case.shape) * max(spec.weight, 0.5)
         if tally.last is None:
             tally.work += elements
-            if tally.work > profile.work * max(spec.weight, 0.5) and tally.cases:
+            if tally.work > budget.work * max(spec.weight, 0.5) and tally.cases:
                 raise _StopGenerating()
         else:
             tally.shrink_work += elements
-            if tally.shrink_work > profile.shrink_work:
+            if tally.shrink_work > budget.shrink_work:
                 raise _StopShrinking()
         try:
             outcome = spec.function(probe, case, data.draw)
@@ -165,7 +136,7 @@ def run_property(
         tally.failures += 1
         tally.process_failures += outcome.process
         tally.last = (case, outcome)
-        if tally.failures > profile.shrink_failures or tally.process_failures > profile.process_failures:
+        if tally.failures > budget.shrink_failures or tally.process_failures > budget.process_failures:
             raise _StopShrinking()
         raise _Failed(case, outcome)
 

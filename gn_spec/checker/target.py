@@ -10,11 +10,11 @@ import os
 from dataclasses import dataclass
 
 from gn_spec.checker.dtypes import DTYPE_NAMES
+from gn_spec.profiles import PROFILE_NAMES as PROFILES
 
 APIS = ("numpy", "torch", "cs231n")
 DEVICES = ("cpu", "cuda")
 MEMORY_FORMATS = ("contiguous", "channels_last")
-PROFILES = ("quick", "default", "thorough")
 
 #: The pair of functions a ``--api cs231n`` target must define.
 CS231N_FUNCTIONS = ("spatial_groupnorm_forward", "spatial_groupnorm_backward")
