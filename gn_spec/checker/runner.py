@@ -14,7 +14,7 @@ import random
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, given
@@ -23,6 +23,7 @@ from hypothesis.errors import HypothesisException
 
 from gn_spec.checker import reproducer
 from gn_spec.checker.client import Worker
+from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Outcome, Probe, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report
 from gn_spec.checker.target import UsageError, make_config
@@ -208,40 +209,27 @@ def selected_properties(names: list[str] | None = None) -> list[PropertySpec]:
     return [known[n] for n in names]
 
 
-def run_check(
-    target: str,
-    api: str | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-    memory_format: str = "contiguous",
-    profile: str = "default",
-    seed: int | None = None,
-    timeout: float = 10.0,
-    progress: TextIO | None = None,
-    properties: list[str] | None = None,
-) -> Report:
+def run_check(target: str, *, progress: TextIO | None = None, **options: Any) -> Report:
     """Check ``target`` and return the :class:`Report` (``report.exit_code`` is the CLI's exit status).
 
-    Arguments mirror ``gn-spec check``.  Raises :class:`UsageError` for what the CLI exits 2 on (bad options,
-    a target that cannot be imported or lacks the function).  ``seed=None`` picks a random seed, recorded in
-    the report so that the run can be repeated.  ``properties`` restricts the run to the named properties.
+    The keywords are the options of ``gn-spec check`` (the CONFIG and RUN ones of
+    :data:`gn_spec.checker.options.OPTIONS`, with their defaults; ``inspect.signature(run_check)`` lists
+    them), plus ``progress``, where the progress lines go.  Raises :class:`UsageError` for what the CLI exits
+    2 on (bad options, a target that cannot be imported or lacks the function) and ``TypeError`` for a
+    keyword that is no option.  ``seed=None`` picks a random seed, recorded in the report so that the run can
+    be repeated.  ``properties`` restricts the run to the named properties.
 
     >>> report = run_check("torch", profile="quick", seed=0)  # doctest: +SKIP
     >>> report.verdict  # doctest: +SKIP
     'conforms'
     """
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**32)
-    config = make_config(
-        target,
-        api=api,
-        dtype=dtype,
-        device=device,
-        memory_format=memory_format,
-        profile=profile,
-        seed=seed,
-        timeout=timeout,
-    )
+    values = validated(options, [CONFIG, RUN], "run_check")
+    properties = values.pop("properties")
+    if values["seed"] is None:
+        values["seed"] = random.SystemRandom().randrange(2**32)
+    config = make_config(target, **values)
+    seed = config.seed
+    assert seed is not None
     specs = selected_properties(properties)
     start = time.perf_counter()
     report = Report(config)
@@ -258,6 +246,9 @@ def run_check(
         report.environment["calls"] = probe.calls
     report.seconds = time.perf_counter() - start
     return report
+
+
+run_check.__signature__ = signature_with_options(run_check, [CONFIG, RUN])  # type: ignore[attr-defined]
 
 
 def _progress_line(out: TextIO, i: int, n: int, r: PropertyResult) -> None:
