@@ -2,7 +2,8 @@
 
 ``gn-spec check TARGET [options]`` judges an implementation of Group Normalization (exit status 0: conforms,
 1: does not conform, 2: usage error; 3 only if gn-spec itself fails, which is a bug in gn-spec).  ``gn-spec
-derive [args]`` runs ``python -m gn_spec.derivations``.
+derive [args]`` runs ``python -m gn_spec.derivations``.  The options of ``check`` are declared once, in
+:mod:`gn_spec.checker.options`; :func:`build_parser` adds them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from gn_spec.checker.dtypes import DTYPE_NAMES
-from gn_spec.checker.target import APIS, DEVICES, MEMORY_FORMATS, PROFILES, UsageError
+from gn_spec.checker.options import CONFIG, OPTIONS, RUN, UsageError, options_in
 
 EXIT_USAGE = 2
 #: gn-spec itself failed (a bug to report): neither a verdict nor a usage error.
@@ -41,31 +41,14 @@ def _check_writable(path: str) -> None:
         raise UsageError(f"cannot write a report to {path!r}")
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected a non-negative integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected a non-negative integer")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid timeout {text!r}: expected seconds, e.g. 10 or 0.5"
-        ) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"invalid timeout {text!r}: expected a positive finite number of seconds"
-        )
-    return value
+EXIT_STATUSES = (
+    "exit status: 0 TARGET conforms, 1 it does not conform, 2 usage error, "
+    "3 internal error (a bug in gn-spec, not a verdict on TARGET)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gn-spec`` parser; the ``check`` options come from :data:`gn_spec.checker.options.OPTIONS`."""
     parser = argparse.ArgumentParser(
         prog="gn-spec",
         description="Group Normalization: a faithful reference and a conformance checker.",
@@ -74,55 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="judge an implementation against the reference and the properties",
-        description="Judge a Group Normalization implementation. Exit status: 0 it conforms, 1 it does not, "
-        "2 usage error.",
+        description="Judge a Group Normalization implementation against gn-spec's reference and properties.",
+        epilog=EXIT_STATUSES,
     )
-    check.add_argument(
-        "target",
-        metavar="TARGET",
-        help="torch | reference | package.module:function | path/to/file.py:function "
-        "(with --api cs231n: path/to/file.py or package.module)",
-    )
-    check.add_argument(
-        "--api",
-        choices=APIS,
-        default=None,
-        help="how to call TARGET (default: torch for TARGET torch, otherwise numpy)",
-    )
-    check.add_argument(
-        "--dtype", choices=DTYPE_NAMES, default="float32", help="dtype of the inputs (default float32)"
-    )
-    check.add_argument("--device", choices=DEVICES, default="cpu", help="torch device (default cpu)")
-    check.add_argument(
-        "--memory-format",
-        choices=MEMORY_FORMATS,
-        default="contiguous",
-        help="layout of x for torch targets (channels_last: 4-D and 5-D cases only)",
-    )
-    check.add_argument(
-        "--profile",
-        choices=PROFILES,
-        default="default",
-        help="quick (seconds), default (a minute at most), thorough (minutes, bigger inputs)",
-    )
-    check.add_argument("--seed", type=_seed, default=None, help="make the run reproducible")
-    check.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=10.0,
-        help="seconds one call of TARGET may take before it counts as a hang (default 10)",
-    )
-    check.add_argument("--json", metavar="PATH", default=None, help="write a JSON report to PATH")
-    check.add_argument("--junit-xml", metavar="PATH", default=None, help="write a JUnit XML report to PATH")
-    check.add_argument(
-        "--property",
-        metavar="NAME",
-        action="append",
-        default=None,
-        dest="properties",
-        help="check only this property (repeatable); see `python -m gn_spec.properties`",
-    )
-    check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    for option in OPTIONS:
+        if option.positional:
+            check.add_argument(option.name, metavar=option.metavar, help=option.help_text)
+        else:
+            check.add_argument(option.flag, dest=option.name, **option.argparse_arguments())
     derive = sub.add_parser(
         "derive", help="run the SymPy derivations (python -m gn_spec.derivations)", add_help=False
     )
@@ -144,18 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in (args.json, args.junit_xml):
             if path is not None:
                 _check_writable(path)
-        report = run_check(
-            args.target,
-            api=args.api,
-            dtype=args.dtype,
-            device=args.device,
-            memory_format=args.memory_format,
-            profile=args.profile,
-            seed=args.seed,
-            timeout=args.timeout,
-            progress=None if args.quiet else sys.stderr,
-            properties=args.properties,
-        )
+        options = {o.name: getattr(args, o.name) for o in options_in(CONFIG, RUN) if not o.positional}
+        report = run_check(args.target, progress=None if args.quiet else sys.stderr, **options)
     except UsageError as exc:
         print(f"gn-spec check: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

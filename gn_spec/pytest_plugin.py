@@ -5,13 +5,16 @@
 collects one test per property (``gn_spec/properties/test_gn_conformance.py``); each runs the property with
 Hypothesis exactly as ``gn-spec check`` does (same worker isolation, error model and reproducers) and fails
 with the counterexample, the worst element and a reproducer script.  Properties that do not apply to the API
-are skipped with the reason.  The options mirror ``gn-spec check``: --gn-api, --gn-dtype, --gn-device,
---gn-memory-format, --gn-profile (default: default), --gn-seed, --gn-timeout.
+are skipped with the reason.  The options are those of ``gn-spec check`` that configure the target, spelled
+``--gn-NAME`` and derived from the same table (:data:`gn_spec.checker.options.OPTIONS`), so they take the same
+values, defaults and error messages: --gn-target, --gn-api, --gn-dtype, --gn-device, --gn-memory-format,
+--gn-profile, --gn-seed, --gn-timeout.  ``--property`` has no --gn- twin (select tests with ``-k``), nor have
+the CLI's report options (pytest has ``--junitxml``).
 
 Registered through the ``pytest11`` entry point, the plugin loads in every pytest run of an environment where
-gn-spec is installed, so it only adds options here and imports nothing heavy: the checker is imported, and the
-worker started, by the ``gn_checker`` fixture, which only the property tests request.  Without the entry
-point, add ``-p gn_spec.pytest_plugin``.
+gn-spec is installed, so it only adds options here and imports nothing heavy (the option table, which needs
+numpy for the dtype names): the checker is imported, and the worker started, by the ``gn_checker`` fixture,
+which only the property tests request.  Without the entry point, add ``-p gn_spec.pytest_plugin``.
 """
 
 from __future__ import annotations
@@ -22,39 +25,41 @@ from typing import Any
 
 import pytest
 
-_OPTIONS = (
-    (
-        "--gn-target",
-        None,
-        "TARGET to check: torch | reference | package.module:function | path/file.py:function",
-    ),
-    ("--gn-api", None, "numpy | torch | cs231n (default: torch for TARGET torch, otherwise numpy)"),
-    ("--gn-dtype", "float32", "float16 | bfloat16 | float32 | float64"),
-    ("--gn-device", "cpu", "cpu | cuda"),
-    ("--gn-memory-format", "contiguous", "contiguous | channels_last"),
-    ("--gn-profile", "default", "quick | default | thorough"),
-    ("--gn-seed", None, "seed of the run (default: random, shown in the header)"),
-    ("--gn-timeout", "10", "seconds one call of TARGET may take"),
-)
+from gn_spec.checker.options import CONFIG, Option, options_in
+
+
+def _plugin_options() -> tuple[Option, ...]:
+    """The options of ``gn-spec check`` that configure the target (TARGET included, as ``--gn-target``)."""
+    return options_in(CONFIG)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gn-spec", "Group Normalization conformance (gn-spec)")
-    for flag, default, help_text in _OPTIONS:
-        group.addoption(flag, action="store", default=default, help=help_text)
+    for option in _plugin_options():
+        if option.positional:
+            group.addoption(
+                option.plugin_flag, action="store", default=None, metavar=option.metavar, help=option.help
+            )
+        else:
+            group.addoption(option.plugin_flag, dest=option.plugin_dest, **option.argparse_arguments())
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--gn-target") is not None and config.getoption("--gn-seed") is None:
-        config.option.gn_seed = str(random.SystemRandom().randrange(2**32))
+        config.option.gn_seed = random.SystemRandom().randrange(2**32)
+
+
+def _given(config: pytest.Config) -> dict[str, Any]:
+    """The plugin's options as ``make_config`` keywords (TARGET apart)."""
+    return {o.name: config.getoption(o.plugin_dest) for o in _plugin_options() if not o.positional}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     target = config.getoption("--gn-target")
     if target is None:
         return []
-    opts = {name: config.getoption(name) for name, _, _ in _OPTIONS[1:]}
-    return [f"gn-spec: target {target} " + " ".join(f"{k[5:]}={v}" for k, v in opts.items() if v is not None)]
+    shown = ((o.flag[2:], config.getoption(o.plugin_dest)) for o in _plugin_options() if not o.positional)
+    return [f"gn-spec: target {target} " + " ".join(f"{k}={v}" for k, v in shown if v is not None)]
 
 
 class Checker:
@@ -75,8 +80,7 @@ class Checker:
 @pytest.fixture(scope="session")
 def gn_checker(request: pytest.FixtureRequest) -> Iterator[Checker]:
     """The configured target behind a worker process, for the whole session."""
-    opt = request.config.getoption
-    target = opt("--gn-target")
+    target = request.config.getoption("--gn-target")
     if target is None:
         pytest.fail(
             "gn_spec.properties checks an implementation: give it with --gn-target TARGET "
@@ -88,19 +92,10 @@ def gn_checker(request: pytest.FixtureRequest) -> Iterator[Checker]:
     from gn_spec.checker.target import UsageError, make_config
 
     try:
-        config = make_config(
-            target,
-            api=opt("--gn-api"),
-            dtype=opt("--gn-dtype"),
-            device=opt("--gn-device"),
-            memory_format=opt("--gn-memory-format"),
-            profile=opt("--gn-profile"),
-            seed=int(opt("--gn-seed"), 0),
-            timeout=float(opt("--gn-timeout")),
-        )
+        config = make_config(target, **_given(request.config))
         worker = Worker(config)
         worker.start()
-    except (UsageError, ValueError) as exc:
+    except UsageError as exc:
         pytest.fail(f"gn-spec: {exc}", pytrace=False)
     with worker:
         yield Checker(config, worker, Probe(config, worker))

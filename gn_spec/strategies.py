@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from gn_spec.formats import FORMATS, NAMES, format_of, round_through_float32
+from gn_spec.profiles import PROFILE_NAMES, PROFILES, Limits
 
 DTYPES = NAMES  # the format names of gn_spec.formats, in its order
-PROFILES = ("quick", "default", "thorough")
 AFFINES = ("none", "weight", "bias", "weight_bias")
 # Order matters: Hypothesis shrinks a sampled_from towards its first element.
 RECIPES = ("plain", "offset", "exact", "near_eps", "constant", "wide")
@@ -238,25 +238,6 @@ def materialize(case: Case, dtype: str) -> Inputs:
 # ---------------------------------------------------------------------------------------------- strategies
 
 
-@dataclass(frozen=True)
-class _Limits:
-    """Size limits of one profile."""
-
-    max_batch: int
-    max_groups: int
-    max_channels_per_group: int
-    max_extent: int
-    large_every: int  # one draw in `large_every` is a large-group case (0: never)
-    large_min: int  # smallest group size of a large case
-    large_max: int  # largest group size of a large case
-
-
-PROFILE_LIMITS = {
-    "quick": _Limits(2, 4, 4, 6, 0, 0, 0),
-    "default": _Limits(3, 8, 6, 8, 12, 100_000, 250_000),
-    "thorough": _Limits(4, 16, 8, 12, 6, 100_000, 1_200_000),
-}
-
 # log10 ranges per dtype: (smallest log10_scale, largest log10_scale + log10_offset, largest log10_offset).
 # They keep |x| * sqrt(m) and sigma within the dtype's normal range, so that squares neither overflow nor
 # underflow in a float32 (resp. float64) accumulator (the model's domain, SPEC.md).
@@ -270,7 +251,7 @@ MAGNITUDES = {
 
 def _check_args(profile: str, dtype: str, max_spatial_dims: int) -> None:
     if profile not in PROFILES:
-        raise InvalidArgument(f"profile={profile!r} is not one of {PROFILES}")
+        raise InvalidArgument(f"profile={profile!r} is not one of {PROFILE_NAMES}")
     if dtype not in DTYPES:
         raise InvalidArgument(f"dtype={dtype!r} is not one of {DTYPES}")
     if not 0 <= max_spatial_dims <= 3:
@@ -279,7 +260,7 @@ def _check_args(profile: str, dtype: str, max_spatial_dims: int) -> None:
 
 @st.composite
 def _shape_and_groups(
-    draw: st.DrawFn, limits: _Limits, spatial_dims: st.SearchStrategy[int]
+    draw: st.DrawFn, limits: Limits, spatial_dims: st.SearchStrategy[int]
 ) -> tuple[tuple[int, ...], int]:
     """(shape, num_groups) for a small case: G in 1..max_groups, C = G * (1..max_channels_per_group)."""
     k = draw(spatial_dims)
@@ -292,7 +273,7 @@ def _shape_and_groups(
 
 @st.composite
 def _large_shape_and_groups(
-    draw: st.DrawFn, limits: _Limits, spatial_dims: st.SearchStrategy[int]
+    draw: st.DrawFn, limits: Limits, spatial_dims: st.SearchStrategy[int]
 ) -> tuple[tuple[int, ...], int]:
     """(shape, num_groups) with group size m in [large_min, ~large_max]: N = 1, G and C/G at most 2."""
     k = draw(spatial_dims)
@@ -311,7 +292,6 @@ def case_strategy(
     profile: str,
     dtype: str,
     *,
-    need_grad: bool = False,
     max_spatial_dims: int = 3,
     four_d_only: bool = False,
 ) -> st.SearchStrategy[Case]:
@@ -319,8 +299,8 @@ def case_strategy(
 
     Shapes have 0..max_spatial_dims spatial dims (exactly 2 with ``four_d_only``, the CS231n API); group
     counts 1, C and between; group sizes including 1 and non powers of two.  In "default" one case in 12 has
-    groups of 1e5 to 2.5e5 elements ("thorough": one in 6, up to 1.2e6; "quick": none).  ``need_grad`` is
-    accepted for symmetry with the checker's properties: every case carries gradients (see :class:`Inputs`).
+    groups of 1e5 to 2.5e5 elements ("thorough": one in 6, up to 1.2e6; "quick": none); the sizes are the
+    profile's :class:`~gn_spec.profiles.Limits`.  Every case carries gradients (see :class:`Inputs`).
 
     Example::
 
@@ -328,7 +308,7 @@ def case_strategy(
         def test_something(case): inputs = materialize(case, "float32") ...
     """
     _check_args(profile, dtype, max_spatial_dims)
-    limits = PROFILE_LIMITS[profile]
+    limits = PROFILES[profile].limits
     spatial_dims: st.SearchStrategy[int] = st.just(2) if four_d_only else st.integers(0, max_spatial_dims)
     small = _shape_and_groups(limits, spatial_dims)
     if limits.large_every:

@@ -14,7 +14,7 @@ import random
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, given
@@ -23,40 +23,12 @@ from hypothesis.errors import HypothesisException
 
 from gn_spec.checker import reproducer
 from gn_spec.checker.client import Worker
+from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Outcome, Probe, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report
 from gn_spec.checker.target import UsageError, make_config
+from gn_spec.profiles import PROFILES
 from gn_spec.strategies import Case
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    """How hard a profile tries, in counts (never in seconds, so that ``--seed`` reproduces a run exactly).
-
-    ``examples``: Hypothesis examples for a property of weight 1 (metamorphic properties, two calls a case,
-    have weight 1/2).  ``work``: elements of x a property may process, summed over its examples (times its
-    weight); the target phase likes the largest groups, and this keeps it from spending a run on them.  Once a
-    property has failed: ``shrink_failures`` failing calls, ``process_failures`` of them crashes or hangs
-    (each restarts the worker), and ``shrink_work`` elements may go into shrinking; then the smallest failure
-    so far stands.
-    """
-
-    examples: int
-    work: float
-    shrink_failures: int
-    process_failures: int
-    shrink_work: float
-
-
-PROFILE_SETTINGS = {
-    "quick": ProfileSettings(examples=12, work=1e6, shrink_failures=40, process_failures=1, shrink_work=1e6),
-    "default": ProfileSettings(
-        examples=260, work=2e7, shrink_failures=300, process_failures=4, shrink_work=1e7
-    ),
-    "thorough": ProfileSettings(
-        examples=600, work=1e8, shrink_failures=1000, process_failures=10, shrink_work=3e7
-    ),
-}
 
 
 class CheckerBug(BaseException):
@@ -119,11 +91,11 @@ def run_property(
     reason = spec.applies(config)
     if reason is not None:
         return PropertyResult(spec.name, spec.summary, NOT_APPLICABLE, message=reason)
-    profile = PROFILE_SETTINGS[config.profile]
+    budget = PROFILES[config.profile].budget
     tally = _Tally()
 
     @hypothesis.settings(
-        max_examples=max(1, round(profile.examples * spec.weight)),
+        max_examples=max(1, round(budget.examples * spec.weight)),
         database=None,
         deadline=None,
         derandomize=False,
@@ -139,11 +111,11 @@ def run_property(
         elements = math.prod(case.shape) * max(spec.weight, 0.5)
         if tally.last is None:
             tally.work += elements
-            if tally.work > profile.work * max(spec.weight, 0.5) and tally.cases:
+            if tally.work > budget.work * max(spec.weight, 0.5) and tally.cases:
                 raise _StopGenerating()
         else:
             tally.shrink_work += elements
-            if tally.shrink_work > profile.shrink_work:
+            if tally.shrink_work > budget.shrink_work:
                 raise _StopShrinking()
         try:
             outcome = spec.function(probe, case, data.draw)
@@ -165,7 +137,7 @@ def run_property(
         tally.failures += 1
         tally.process_failures += outcome.process
         tally.last = (case, outcome)
-        if tally.failures > profile.shrink_failures or tally.process_failures > profile.process_failures:
+        if tally.failures > budget.shrink_failures or tally.process_failures > budget.process_failures:
             raise _StopShrinking()
         raise _Failed(case, outcome)
 
@@ -237,40 +209,27 @@ def selected_properties(names: list[str] | None = None) -> list[PropertySpec]:
     return [known[n] for n in names]
 
 
-def run_check(
-    target: str,
-    api: str | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-    memory_format: str = "contiguous",
-    profile: str = "default",
-    seed: int | None = None,
-    timeout: float = 10.0,
-    progress: TextIO | None = None,
-    properties: list[str] | None = None,
-) -> Report:
+def run_check(target: str, *, progress: TextIO | None = None, **options: Any) -> Report:
     """Check ``target`` and return the :class:`Report` (``report.exit_code`` is the CLI's exit status).
 
-    Arguments mirror ``gn-spec check``.  Raises :class:`UsageError` for what the CLI exits 2 on (bad options,
-    a target that cannot be imported or lacks the function).  ``seed=None`` picks a random seed, recorded in
-    the report so that the run can be repeated.  ``properties`` restricts the run to the named properties.
+    The keywords are the options of ``gn-spec check`` (the CONFIG and RUN ones of
+    :data:`gn_spec.checker.options.OPTIONS`, with their defaults; ``inspect.signature(run_check)`` lists
+    them), plus ``progress``, where the progress lines go.  Raises :class:`UsageError` for what the CLI exits
+    2 on (bad options, a target that cannot be imported or lacks the function) and ``TypeError`` for a
+    keyword that is no option.  ``seed=None`` picks a random seed, recorded in the report so that the run can
+    be repeated.  ``properties`` restricts the run to the named properties.
 
     >>> report = run_check("torch", profile="quick", seed=0)  # doctest: +SKIP
     >>> report.verdict  # doctest: +SKIP
     'conforms'
     """
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**32)
-    config = make_config(
-        target,
-        api=api,
-        dtype=dtype,
-        device=device,
-        memory_format=memory_format,
-        profile=profile,
-        seed=seed,
-        timeout=timeout,
-    )
+    values = validated(options, [CONFIG, RUN], "run_check")
+    properties = values.pop("properties")
+    if values["seed"] is None:
+        values["seed"] = random.SystemRandom().randrange(2**32)
+    config = make_config(target, **values)
+    seed = config.seed
+    assert seed is not None
     specs = selected_properties(properties)
     start = time.perf_counter()
     report = Report(config)
@@ -287,6 +246,9 @@ def run_check(
         report.environment["calls"] = probe.calls
     report.seconds = time.perf_counter() - start
     return report
+
+
+run_check.__signature__ = signature_with_options(run_check, [CONFIG, RUN])  # type: ignore[attr-defined]
 
 
 def _progress_line(out: TextIO, i: int, n: int, r: PropertyResult) -> None:

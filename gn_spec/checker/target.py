@@ -7,21 +7,14 @@ and holds the function is decided by the worker (see :mod:`gn_spec.checker.worke
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-from gn_spec.checker.dtypes import DTYPE_NAMES
-
-APIS = ("numpy", "torch", "cs231n")
-DEVICES = ("cpu", "cuda")
-MEMORY_FORMATS = ("contiguous", "channels_last")
-PROFILES = ("quick", "default", "thorough")
+from gn_spec.checker.options import CONFIG, options_in, validated
+from gn_spec.checker.options import UsageError as UsageError  # its home was here; kept importable
 
 #: The pair of functions a ``--api cs231n`` target must define.
 CS231N_FUNCTIONS = ("spatial_groupnorm_forward", "spatial_groupnorm_backward")
-
-
-class UsageError(ValueError):
-    """The command line or the target cannot be used as given (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -42,16 +35,28 @@ class TargetSpec:
 
 @dataclass(frozen=True)
 class CheckConfig:
-    """Everything that decides what a check run does (the CLI options, validated)."""
+    """Everything that decides what a check run does: the :data:`~gn_spec.checker.options.CONFIG` options,
+    validated by :func:`make_config`, one field each in the table's order (checked below on import; their
+    defaults and accepted values live in the table)."""
 
     target: TargetSpec
-    api: str
-    dtype: str = "float32"
-    device: str = "cpu"
-    memory_format: str = "contiguous"
-    profile: str = "default"
-    seed: int | None = None
-    timeout: float = 10.0
+    api: str  # resolved: never None
+    dtype: str
+    device: str
+    memory_format: str
+    profile: str
+    seed: int | None
+    timeout: float
+
+
+def _fields_match_the_table() -> None:
+    declared = [f.name for f in fields(CheckConfig)]
+    table = [o.name for o in options_in(CONFIG)]
+    if declared != table:
+        raise ImportError(f"CheckConfig's fields {declared} must be the CONFIG options {table}, in order")
+
+
+_fields_match_the_table()
 
 
 def _is_identifier_path(text: str) -> bool:
@@ -112,43 +117,15 @@ def resolve_api(target_text: str, api: str | None) -> str:
     return api or "numpy"
 
 
-def make_config(
-    target: str,
-    api: str | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-    memory_format: str = "contiguous",
-    profile: str = "default",
-    seed: int | None = None,
-    timeout: float = 10.0,
-) -> CheckConfig:
-    """Validate the options of one check run; raises :class:`UsageError` with the reason."""
-    if api is not None and api not in APIS:
-        raise UsageError(f"--api {api!r} is not one of {', '.join(APIS)}")
-    resolved = resolve_api(target, api)
-    for name, value, allowed in (
-        ("--dtype", dtype, DTYPE_NAMES),
-        ("--device", device, DEVICES),
-        ("--memory-format", memory_format, MEMORY_FORMATS),
-        ("--profile", profile, PROFILES),
-    ):
-        if value not in allowed:
-            raise UsageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
-    if not timeout > 0:
-        raise UsageError(f"--timeout {timeout!r} must be a positive number of seconds")
-    if seed is not None and seed < 0:
-        raise UsageError(f"--seed {seed} must be a non-negative integer")
+def make_config(target: str, **options: Any) -> CheckConfig:
+    """Validate the options of one check run (keywords: the CONFIG options of
+    :data:`~gn_spec.checker.options.OPTIONS`, defaults from there); raises :class:`UsageError` with the
+    reason."""
+    values = validated(options, [CONFIG], "make_config")
+    resolved = resolve_api(target, values["api"])
+    device, dtype = values["device"], values["dtype"]
     if resolved != "torch" and device != "cpu":
         raise UsageError(f"--device {device} needs --api torch (numpy arrays live on the CPU)")
     if resolved != "torch" and dtype == "bfloat16" and target != "reference":
         raise UsageError("--dtype bfloat16 needs --api torch: numpy has no bfloat16 dtype")
-    return CheckConfig(
-        target=parse_target(target, resolved),
-        api=resolved,
-        dtype=dtype,
-        device=device,
-        memory_format=memory_format,
-        profile=profile,
-        seed=seed,
-        timeout=float(timeout),
-    )
+    return CheckConfig(**{**values, "target": parse_target(target, resolved), "api": resolved})

@@ -1,0 +1,89 @@
+"""The check profiles (``--profile``): each declared once, with every knob it sets.
+
+A profile sets how big the generated cases get (:class:`Limits`, read by :mod:`gn_spec.strategies`) and how
+hard the checker tries (:class:`Budget`, read by :mod:`gn_spec.checker.runner`).  Every knob is a count,
+never a time, so that ``--seed`` reproduces a run exactly on any machine.
+
+This module imports nothing but the standard library: the pytest plugin and the CLI's option table read it
+before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of the generated cases."""
+
+    max_batch: int
+    max_groups: int
+    max_channels_per_group: int
+    max_extent: int
+    large_every: int  # one draw in `large_every` is a large-group case (0: never)
+    large_min: int  # smallest group size of a large case
+    large_max: int  # largest group size of a large case
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How hard a profile tries, in counts.
+
+    ``examples``: Hypothesis examples for a property of weight 1 (metamorphic properties, two calls a case,
+    have weight 1/2).  ``work``: elements of x a property may process, summed over its examples (times its
+    weight); the target phase likes the largest groups, and this keeps it from spending a run on them.  Once a
+    property has failed: ``shrink_failures`` failing calls, ``process_failures`` of them crashes or hangs
+    (each restarts the worker), and ``shrink_work`` elements may go into shrinking; then the smallest failure
+    so far stands.
+    """
+
+    examples: int
+    work: float
+    shrink_failures: int
+    process_failures: int
+    shrink_work: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One ``--profile``: its name, the cases it generates and the budget it spends on them."""
+
+    name: str
+    limits: Limits
+    budget: Budget
+
+    def describe(self) -> str:
+        """What the profile does, in counts (for ``--help``): never a promise of how long it takes."""
+        lim = self.limits
+        text = f"{self.name}: up to {self.budget.examples} cases a property"
+        if lim.large_every:
+            groups = f"{lim.large_min:.0e} to {lim.large_max:.1e}"
+            text += f", one in {lim.large_every} with groups of {groups} elements"
+        return text.replace("e+0", "e")
+
+
+#: Every profile, in the order ``--profile`` lists them.
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "quick",
+            Limits(2, 4, 4, 6, 0, 0, 0),
+            Budget(examples=12, work=1e6, shrink_failures=40, process_failures=1, shrink_work=1e6),
+        ),
+        Profile(
+            "default",
+            Limits(3, 8, 6, 8, 12, 100_000, 250_000),
+            Budget(examples=260, work=2e7, shrink_failures=300, process_failures=4, shrink_work=1e7),
+        ),
+        Profile(
+            "thorough",
+            Limits(4, 16, 8, 12, 6, 100_000, 1_200_000),
+            Budget(examples=600, work=1e8, shrink_failures=1000, process_failures=10, shrink_work=3e7),
+        ),
+    )
+}
+
+#: The names accepted by ``--profile``.
+PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
