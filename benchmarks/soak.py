@@ -32,10 +32,10 @@ from _catalogue_runs import (  # noqa: E402 - the sibling module is found throug
     ROOT,
     Run,
     as_row,
+    catalogue,
     check,
     environment_line,
     fmt_ratio,
-    load_catalogue,
 )
 
 #: Failures that are known defects of the target, not false alarms (SPEC.md 3.11, each tested on its own):
@@ -79,7 +79,6 @@ def known_defects(name: str, run: Run) -> list[str]:
 
 def soak_targets() -> list[tuple[str, str, str, str]]:
     """(name, target, api, dtype) of every target the soak runs."""
-    catalogue = load_catalogue()
     targets = [(e.name, e.absolute_target, e.api, e.dtype) for e in catalogue.CORRECT]
     # PyTorch's native kernel at float64 with its two refusals worked around (the torch@float64 runs stop
     # generating backward and second-order cases at the first refusal): its numerics get a full soak.
