@@ -103,7 +103,7 @@ def environment_line() -> str:
     try:
         import torch
 
-        torch_version = torch.__version__
+        torch_version = str(torch.__version__)
         threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover - torch is an extra
         torch_version, threads = "absent", 0

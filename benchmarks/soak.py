@@ -185,10 +185,10 @@ def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, second
         lines.append(as_row([f"`{name}`", len(runs), n_alarms, n_known,
                              sum(r.cases for r in runs), fmt_ratio(worst), headroom, worst_prop or "-",
                              f"{sum(r.seconds for r in runs) / len(runs):.1f}"]))
-    for title, runs in (("False alarms", alarms), ("Known defects of the targets", known)):
-        if runs:
+    for title, listed in (("False alarms", alarms), ("Known defects of the targets", known)):
+        if listed:
             lines += ["", f"## {title}", ""]
-            for name, seed, r in runs:
+            for name, seed, r in listed:
                 why = "; ".join(f"{k}: {v} (counterexample: {r.counterexamples.get(k) or '-'})"
                                 for k, v in r.messages.items())
                 lines.append(f"- `{name}` seed {seed}: {why}")
