@@ -1,34 +1,27 @@
 """Shared by the kill-matrix and soak benchmarks: the implementation catalogue, and a checker run as a record.
 
-The catalogue lives in tests/implementations/catalogue.py (test data, not part of the package); it is loaded
-from its file so the benchmarks run from any working directory of a source checkout.
+The catalogue lives in tests/implementations/catalogue.py (test data, not part of the package). It is imported
+as ``implementations.catalogue``, exactly as the tests import it, with the checkout's tests/ folder put on the
+import path here (found from this file, so the benchmarks run from any working directory of a checkout).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 
-
-def load_catalogue() -> ModuleType:
-    """tests/implementations/catalogue.py as a module (ENTRIES: FAULTY, CORRECT, ALL)."""
-    path = ROOT / "tests" / "implementations" / "catalogue.py"
-    spec = importlib.util.spec_from_file_location("gn_spec_test_catalogue", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load the implementation catalogue from {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class body runs
-    spec.loader.exec_module(module)
-    return module
+# re-exported for the benchmarks (the `as` form says so)
+from implementations import catalogue as catalogue  # noqa: E402 - found through the path set above
+from implementations.catalogue import Entry as Entry  # noqa: E402
 
 
 @dataclass
@@ -110,7 +103,7 @@ def environment_line() -> str:
     try:
         import torch
 
-        torch_version = torch.__version__
+        torch_version = str(torch.__version__)
         threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover - torch is an extra
         torch_version, threads = "absent", 0

@@ -40,10 +40,14 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from gn_spec.strategies import Case, materialize
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11
 
 #: The quantities compared, in the order of the table: forward, backward (VJP of the forward), second order
 #: (VJP of the backward with respect to (grad_output, x, weight)).
@@ -60,9 +64,22 @@ class AccuracyCase:
     dtype: str = "float64"
 
 
-def _c(what: str, shape: tuple[int, ...], groups: int, dtype: str = "float64", **kw: object) -> AccuracyCase:
+class _CaseFields(TypedDict, total=False):
+    """The fields of :class:`gn_spec.strategies.Case` after shape and num_groups: the keywords of _c."""
+
+    eps: float
+    affine: str
+    data: str
+    seed: int
+    log10_offset: int
+    log10_scale: int
+    grad_offset: float
+
+
+def _c(what: str, shape: tuple[int, ...], groups: int, dtype: str = "float64",
+       **kw: Unpack[_CaseFields]) -> AccuracyCase:
     """An AccuracyCase labelled ``what`` followed by its group size m."""
-    case = Case(shape=shape, num_groups=groups, **kw)  # type: ignore[arg-type]
+    case = Case(shape=shape, num_groups=groups, **kw)
     return AccuracyCase(f"{what} m={case.group_size}", case, dtype)
 
 

@@ -27,18 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _catalogue_runs import (  # noqa: E402 - the sibling module is found through the path set above
     ROOT,
+    Entry,
     Run,
     as_row,
+    catalogue,
     check,
     environment_line,
     fmt_ratio,
     fmt_seconds,
-    load_catalogue,
     median,
 )
 
 
-def run_all(entries: list, profile: str, seed: int | None) -> list[tuple[object, Run]]:
+def run_all(entries: list[Entry], profile: str, seed: int | None) -> list[tuple[Entry, Run]]:
     results = []
     for entry in entries:
         run = check(entry.absolute_target, entry.api, entry.dtype, profile, seed, entry.name)
@@ -68,7 +69,7 @@ def _names_variant(variant: str, run: Run) -> bool:
     return any(known[variant] in d for d in run.diagnoses.get(first, []))
 
 
-def render(results: list[tuple[object, Run]], profile: str, seed: int | None, seconds: float) -> str:
+def render(results: list[tuple[Entry, Run]], profile: str, seed: int | None, seconds: float) -> str:
     faulty = [(e, r) for e, r in results if not e.correct]
     correct = [(e, r) for e, r in results if e.correct]
     failing = {p for _, r in faulty for p in r.failed}
@@ -136,7 +137,7 @@ def render(results: list[tuple[object, Run]], profile: str, seed: int | None, se
     return "\n".join(lines) + "\n"
 
 
-def load(path: str | Path, entries: list) -> tuple[list[tuple[object, Run]], float, str, int | None]:
+def load(path: str | Path, entries: list[Entry]) -> tuple[list[tuple[Entry, Run]], float, str, int | None]:
     """Runs saved with ``--save``: ((entry, run) per entry that has one, total seconds, profile, seed)."""
     saved = json.loads(Path(path).read_text())
     runs = {r["name"]: Run(**r) for r in saved["runs"]}
@@ -154,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", help="also write the raw runs to this JSON file")
     parser.add_argument("--load", help="render from runs saved with --save instead of running the checker")
     args = parser.parse_args(argv)
-    catalogue = load_catalogue()
     entries = [e for e in catalogue.ALL if not args.only or any(s in e.name for s in args.only)]
     if args.load:
         results, seconds, args.profile, args.seed = load(args.load, entries)

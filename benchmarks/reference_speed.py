@@ -21,7 +21,9 @@ import numpy as np
 SHAPE, GROUPS = (16, 64, 56, 56), 8  # the large input: forward + backward timed on it
 
 
-def naive_numpy(x: np.ndarray, g: int, w: np.ndarray, b: np.ndarray, eps: float, dy: np.ndarray):  # type: ignore[no-untyped-def]
+def naive_numpy(
+    x: np.ndarray, g: int, w: np.ndarray, b: np.ndarray, eps: float, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The CS231n-style two-pass formulas, forward then backward, in plain float64 numpy."""
     n, c = x.shape[:2]
     shape = (1, c) + (1,) * (x.ndim - 2)

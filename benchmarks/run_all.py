@@ -40,7 +40,7 @@ import accuracy  # noqa: E402 - the sibling modules are found through the path s
 import checker_profiles  # noqa: E402
 import kill_matrix  # noqa: E402
 import reference_speed  # noqa: E402
-from _catalogue_runs import ROOT, Run, as_row, environment_line, fmt_seconds, load_catalogue, median  # noqa: E402
+from _catalogue_runs import ROOT, Run, as_row, catalogue, environment_line, fmt_seconds, median  # noqa: E402
 
 SAVED_RUNS = ROOT / "docs" / "kill-matrix-runs.json"
 #: (target, dtype) pairs whose profiles are timed.
@@ -153,7 +153,7 @@ def _generated_when(path: Path) -> str:
 def rejection_section(fresh: bool, runs_file: Path, seed: int) -> tuple[list[str], list[list[str]], bool]:
     """Time until rejection of the faulty implementations; return lines, goal row, whether verdicts were as
     expected (faulty rejected, correct accepted)."""
-    entries = list(load_catalogue().ALL)
+    entries = list(catalogue.ALL)
     results: list[tuple[Any, Run]]
     run_seed: int | None
     if fresh:

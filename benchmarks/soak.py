@@ -32,10 +32,10 @@ from _catalogue_runs import (  # noqa: E402 - the sibling module is found throug
     ROOT,
     Run,
     as_row,
+    catalogue,
     check,
     environment_line,
     fmt_ratio,
-    load_catalogue,
 )
 
 #: Failures that are known defects of the target, not false alarms (SPEC.md 3.11, each tested on its own):
@@ -79,7 +79,6 @@ def known_defects(name: str, run: Run) -> list[str]:
 
 def soak_targets() -> list[tuple[str, str, str, str]]:
     """(name, target, api, dtype) of every target the soak runs."""
-    catalogue = load_catalogue()
     targets = [(e.name, e.absolute_target, e.api, e.dtype) for e in catalogue.CORRECT]
     # PyTorch's native kernel at float64 with its two refusals worked around (the torch@float64 runs stop
     # generating backward and second-order cases at the first refusal): its numerics get a full soak.
@@ -186,10 +185,10 @@ def render(results: list[tuple[str, int, Run]], args: argparse.Namespace, second
         lines.append(as_row([f"`{name}`", len(runs), n_alarms, n_known,
                              sum(r.cases for r in runs), fmt_ratio(worst), headroom, worst_prop or "-",
                              f"{sum(r.seconds for r in runs) / len(runs):.1f}"]))
-    for title, runs in (("False alarms", alarms), ("Known defects of the targets", known)):
-        if runs:
+    for title, listed in (("False alarms", alarms), ("Known defects of the targets", known)):
+        if listed:
             lines += ["", f"## {title}", ""]
-            for name, seed, r in runs:
+            for name, seed, r in listed:
                 why = "; ".join(f"{k}: {v} (counterexample: {r.counterexamples.get(k) or '-'})"
                                 for k, v in r.messages.items())
                 lines.append(f"- `{name}` seed {seed}: {why}")

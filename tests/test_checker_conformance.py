@@ -5,7 +5,7 @@ targets."""
 from __future__ import annotations
 
 import pytest
-from checker_helpers import target
+from checker_helpers import implementation, target
 
 from gn_spec.checker import run_check
 from gn_spec.checker.report import NOT_APPLICABLE, PASSED
@@ -95,7 +95,7 @@ def test_torch_channels_last_cpu_kernel_is_rejected_and_the_finding_is_real() ->
         (target("hostile.py", "good_working_precision"), "numpy", "float32"),
         (target("hostile.py", "good_working_precision"), "numpy", "float64"),
         (target("torch_targets.py", "good"), "torch", "float32"),
-        (target("cs231n_good.py"), "cs231n", "float32"),
+        (implementation("cs231n_groupnorm@float32"), "cs231n", "float32"),
     ],
 )
 def test_correct_targets_conform(text: str, api: str, dtype: str) -> None:

@@ -4,7 +4,7 @@ never a traceback from the checker), and the checker keeps going after crashes a
 from __future__ import annotations
 
 import pytest
-from checker_helpers import target
+from checker_helpers import implementation, target
 
 from gn_spec.checker import UsageError, run_check
 from gn_spec.checker.report import FAILED, PASSED
@@ -136,7 +136,7 @@ def test_broken_torch_target_fails_with_the_reason(function: str, prop: str, rea
 
 def test_cs231n_gradients_must_have_gammas_shape() -> None:
     report = run_check(
-        target("cs231n_keepdims.py"),
+        implementation("cs231n_dgamma_keepdims@float32"),
         api="cs231n",
         properties=["backward_agreement", "gradient_shapes_and_dtypes"],
         **QUICK,

@@ -23,28 +23,16 @@ import ast
 import importlib.util
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from implementations import catalogue
 
 import gn_spec
 from gn_spec import variants as V
 
 HERE = Path(__file__).resolve().parent
-
-
-def _load_catalogue():
-    path = HERE / "implementations" / "catalogue.py"
-    spec = importlib.util.spec_from_file_location("gn_spec_test_catalogue", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-catalogue = _load_catalogue()
 FAULTY, CORRECT = catalogue.FAULTY, catalogue.CORRECT
 APIS = {"numpy", "torch", "cs231n"}
 DTYPES = {"float16", "bfloat16", "float32", "float64"}
