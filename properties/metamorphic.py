@@ -94,7 +94,14 @@ def verdict(j: Judgement, message: str, repro: str) -> Outcome:
     if j.passed:
         return Outcome.passed(j.max_ratio, j.worst_error)
     return Outcome(
-        ok=False, ratio=j.max_ratio, units=j.worst_error, message=message, detail=j.message, repro=repro
+        ok=False,
+        ratio=j.max_ratio,
+        units=j.worst_error,
+        message=message,
+        detail=j.message,
+        repro=repro,
+        nonfinite=j.nonfinite,
+        kind=j.worst_kind,
     )
 
 

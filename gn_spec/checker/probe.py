@@ -34,7 +34,9 @@ class Outcome:
     worst element, observed against expected; ``repro``: Python lines that show the failure, run after the
     inputs are rebuilt (see :mod:`gn_spec.checker.reproducer`); ``process``: the failure was a crash or hang,
     which is costly to reproduce, so shrinking it is rationed; ``diagnose``: called once on the final
-    counterexample, it names the known mistakes (``gn_spec.variants``) that explain the observed values.
+    counterexample, it names the known mistakes (``gn_spec.variants``) that explain the observed values;
+    ``nonfinite``: outputs that were NaN or +-inf where the exact value is finite, and ``kind``: what the
+    worst one was when the worst error is such an element (``"NaN output"``, ``"+inf output"``, ...).
     """
 
     ok: bool
@@ -45,6 +47,8 @@ class Outcome:
     repro: str = ""
     process: bool = False
     diagnose: Callable[[], list[str]] | None = None
+    nonfinite: int = 0
+    kind: str = ""
 
     @staticmethod
     def passed(ratio: float | None = None, units: float | None = None) -> Outcome:
@@ -291,6 +295,8 @@ def from_judgements(judgements: list[Judgement], what: str, repro: str = "") -> 
         message=f"{what} disagrees with the reference beyond the error model ({names})",
         detail="\n".join(j.message for j in failed),
         repro=repro,
+        nonfinite=sum(j.nonfinite for j in judgements),
+        kind=first.worst_kind,
     )
 
 

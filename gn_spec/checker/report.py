@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from gn_spec.checker.target import CheckConfig
+from gn_spec.error_model import format_error
 
 PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
 
@@ -22,6 +23,11 @@ class PropertyResult:
     for properties that judge no numbers (contracts) and for failures that left nothing to judge (a crash).
     ``worst_error_units`` is the same error in the model's unit u * scale_i, before dividing by the bound.
     ``diagnosis`` names the known mistakes (``gn_spec.variants``) whose formula explains the failing values.
+    An infinite ``worst_error`` is an output that was NaN or +-inf where the exact value is finite:
+    ``worst_error_kind`` says which (``"NaN output"``, ``"+inf output"``, ``"-inf output"``; empty for a
+    finite error) and ``nonfinite_elements`` counts such elements in that case.  JSON cannot hold infinity,
+    so there ``worst_error`` is null for it as for "nothing judged"; ``worst_error_text`` (``"0.031"``,
+    ``"inf (NaN output)"``, null only when nothing was judged) tells the two apart.
     """
 
     name: str
@@ -36,6 +42,8 @@ class PropertyResult:
     detail: str = ""
     diagnosis: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    worst_error_kind: str = ""
+    nonfinite_elements: int = 0
 
     @property
     def failed(self) -> bool:
@@ -89,7 +97,7 @@ class Report:
                 "failed": len(self.failed),
                 "seconds": round(self.seconds, 3),
             },
-            "properties": [_finite(asdict(p)) for p in self.properties],
+            "properties": [_property_json(p) for p in self.properties],
             "environment": self.environment,
         }
 
@@ -141,7 +149,8 @@ class Report:
             elif p.status == NOT_APPLICABLE:
                 ET.SubElement(case, "skipped", message=p.message)
             out = ET.SubElement(case, "system-out")
-            out.text = f"{p.cases} cases judged; worst error {format_ratio(p.worst_error)}"
+            worst = format_ratio(p.worst_error, p.worst_error_kind)
+            out.text = f"{p.cases} cases judged; worst error {worst}"
         ET.indent(suites)
         return ET.ElementTree(suites)
 
@@ -154,13 +163,19 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def format_ratio(r: float | None) -> str:
-    """A fraction of the bound for the table: ``0.031``, ``12.5``, ``inf``; ``-``: nothing judged."""
+def _property_json(p: PropertyResult) -> dict[str, Any]:
+    """One property's JSON object: its fields, plus ``worst_error_text`` (unambiguous where null is not)."""
+    d = _finite(asdict(p))
+    d["worst_error_text"] = None if p.worst_error is None else format_ratio(p.worst_error, p.worst_error_kind)
+    return d
+
+
+def format_ratio(r: float | None, kind: str = "") -> str:
+    """A fraction of the bound for the table: ``0.031``, ``12.5``, ``inf (NaN output)``; ``-``: nothing
+    judged."""
     if r is None:
         return "-"
-    if math.isinf(r) or math.isnan(r):
-        return "inf"
-    return f"{r:.3g}"
+    return format_error(r, kind)
 
 
 def failure_text(p: PropertyResult) -> str:
@@ -181,8 +196,11 @@ def write_table(report: Report, out: TextIO) -> None:
     """The console summary: one row per property, then each failure in full, then the verdict."""
     rows = [("property", "status", "cases", "worst error / bound", "worst (u*scale)", "seconds")]
     for p in report.properties:
-        units = "-" if p.worst_error_units is None else format_ratio(p.worst_error_units)
-        rows.append((p.name, p.status, str(p.cases), format_ratio(p.worst_error), units, f"{p.seconds:.1f}"))
+        kind = p.worst_error_kind
+        units = "-" if p.worst_error_units is None else format_ratio(p.worst_error_units, kind)
+        rows.append(
+            (p.name, p.status, str(p.cases), format_ratio(p.worst_error, kind), units, f"{p.seconds:.1f}")
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     c = report.config
     out.write(

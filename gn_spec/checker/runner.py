@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import hypothesis
+import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
@@ -24,7 +25,7 @@ from hypothesis.errors import HypothesisException
 from gn_spec.checker import reproducer
 from gn_spec.checker.client import Worker
 from gn_spec.checker.probe import Outcome, Probe, PropertySpec
-from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report
+from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
 from gn_spec.checker.target import UsageError, make_config
 from gn_spec.strategies import Case
 
@@ -84,6 +85,8 @@ class _Tally:
     cases: int = 0
     worst: float | None = None
     worst_units: float | None = None
+    worst_kind: str = ""
+    worst_nonfinite: int = 0
     failures: int = 0
     process_failures: int = 0
     last: tuple[Case, Outcome] | None = None
@@ -146,7 +149,9 @@ def run_property(
             if tally.shrink_work > profile.shrink_work:
                 raise _StopShrinking()
         try:
-            outcome = spec.function(probe, case, data.draw)
+            # the judging meets NaN and inf on purpose: no numpy RuntimeWarning may reach the user's console
+            with np.errstate(all="ignore"):
+                outcome = spec.function(probe, case, data.draw)
         except (HypothesisException, _Failed, _StopShrinking, _StopGenerating):
             raise
         except Exception as exc:
@@ -155,6 +160,7 @@ def run_property(
         if outcome.ratio is not None:
             if tally.worst is None or not outcome.ratio <= tally.worst:
                 tally.worst, tally.worst_units = outcome.ratio, outcome.units
+                tally.worst_kind, tally.worst_nonfinite = outcome.kind, outcome.nonfinite
             hypothesis.target(target_score(outcome.ratio), label="log2(error / bound)")
         if outcome.ok:
             return
@@ -191,6 +197,8 @@ def run_property(
             cases=tally.cases,
             worst_error=tally.worst,
             worst_error_units=tally.worst_units,
+            worst_error_kind=tally.worst_kind,
+            nonfinite_elements=tally.worst_nonfinite,
             seconds=seconds,
         )
     case, outcome = tally.last
@@ -208,6 +216,8 @@ def run_property(
         cases=tally.cases,
         worst_error=tally.worst,
         worst_error_units=tally.worst_units,
+        worst_error_kind=tally.worst_kind,
+        nonfinite_elements=tally.worst_nonfinite,
         counterexample=case.describe() + f" dtype={config.dtype}",
         reproducer=script,
         message=outcome.message + note,
@@ -290,6 +300,7 @@ def run_check(
 
 
 def _progress_line(out: TextIO, i: int, n: int, r: PropertyResult) -> None:
-    worst = "" if r.worst_error is None else f", worst {r.worst_error:.3g} of bound"
+    figure = format_ratio(r.worst_error, r.worst_error_kind)
+    worst = "" if r.worst_error is None else f", worst {figure} of bound"
     out.write(f"[{i:2d}/{n}] {r.name:<34} {r.status:<14} {r.cases:5d} cases{worst} ({r.seconds:.1f} s)\n")
     out.flush()

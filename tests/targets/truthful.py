@@ -1,0 +1,61 @@
+"""Numpy-API targets (``fn(x, num_groups, weight=None, bias=None, eps=1e-5)``) that behave as some framework
+GroupNorms do, for the tests of what the checker's reports say about them (tests/test_truthful_reports.py).
+No framework is imported: each reproduces one behaviour in numpy."""
+
+import numpy as np
+
+
+def _normalize64(x, num_groups, weight, bias, eps):
+    """Two-pass GroupNorm in float64."""
+    n, c = x.shape[0], x.shape[1]
+    if c % num_groups:
+        raise ValueError(f"num_groups={num_groups} does not divide C={c}")
+    g = np.asarray(x, dtype=np.float64).reshape(n, num_groups, -1)
+    mean = g.mean(axis=-1, keepdims=True)
+    var = ((g - mean) ** 2).mean(axis=-1, keepdims=True)
+    return _affine(((g - mean) / np.sqrt(var + eps)).reshape(x.shape), weight, bias)
+
+
+def _affine(y, weight, bias):
+    shape = (1, y.shape[1]) + (1,) * (y.ndim - 2)
+    if weight is not None:
+        y = y * np.asarray(weight, dtype=y.dtype).reshape(shape)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=y.dtype).reshape(shape)
+    return y
+
+
+def inf_last(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Correct except that the last element of the output is +inf."""
+    y = _normalize64(x, num_groups, weight, bias, eps).astype(x.dtype)
+    if y.size:
+        y.reshape(-1)[-1] = np.inf
+    return y
+
+
+def nan_last(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Correct except that the last element of the output is NaN."""
+    y = _normalize64(x, num_groups, weight, bias, eps).astype(x.dtype)
+    if y.size:
+        y.reshape(-1)[-1] = np.nan
+    return y
+
+
+def one_pass_unclamped(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """As ONNX GroupNormalization-21's function body: var = E[x^2] - E[x]^2 in the input's precision, not
+    clamped at 0, so offset data gives a negative variance and NaN; eps is honoured."""
+    n, c = x.shape[0], x.shape[1]
+    if c % num_groups:
+        raise ValueError(f"num_groups={num_groups} does not divide C={c}")
+    g = x.reshape(n, num_groups, -1)
+    mean = g.mean(axis=-1, keepdims=True, dtype=x.dtype)
+    mean_sq = (g * g).mean(axis=-1, keepdims=True, dtype=x.dtype)
+    with np.errstate(invalid="ignore"):
+        y = ((g - mean) / np.sqrt(mean_sq - mean * mean + x.dtype.type(eps))).reshape(x.shape)
+    return _affine(y, weight, bias).astype(x.dtype)
+
+
+def float32_eps(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """As ONNX GroupNormalization-18 at float64: computes in float64 with eps rounded to float32 (the
+    epsilon attribute is a 32-bit float)."""
+    return _normalize64(x, num_groups, weight, bias, float(np.float32(eps))).astype(x.dtype)

@@ -1,0 +1,88 @@
+"""What the checker's reports say must be true and readable (issue 13): infinite errors are infinite, numpy
+warnings stay inside, the verdict says what was checked, metamorphic failures name both outputs and the exact
+value, and diagnoses never name a variant that the evidence does not single out."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from checker_helpers import target
+
+from gn_spec.checker import run_check
+from gn_spec.checker.report import PropertyResult, Report, write_table
+from gn_spec.checker.target import make_config
+from gn_spec.error_model import forward_tolerance, judge
+from gn_spec.reference import group_norm
+
+# ---------------------------------------------------------------------------------------------- point 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind"), [(np.inf, "+inf output"), (-np.inf, "-inf output"), (np.nan, "NaN output")]
+)
+def test_a_nonfinite_output_scores_infinity_and_says_what_it_was(bad: float, kind: str) -> None:
+    x = np.array([[1.0, 2.0, 4.0, 8.0]])
+    good = group_norm(x, 1, eps=1e-5)
+    tol = forward_tolerance(x, 1, None, None, 1e-5, "float32")
+    j = judge("output", np.array([[*good[0, :3], bad]]), good, tol)
+    assert not j.passed
+    assert j.max_ratio == math.inf and j.worst_error == math.inf  # not 1.797e308
+    assert j.nonfinite == 1 and j.worst_kind == kind
+    assert f"inf ({kind})" in j.message and "1.8e+308" not in j.message
+
+
+def test_judging_nonfinite_outputs_leaks_no_numpy_warning() -> None:
+    tol = forward_tolerance(np.ones((1, 3)), 1, None, None, 1e-5, "float16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        j = judge("output", np.array([[np.inf, np.nan, 1.0]]), np.array([[np.inf, 0.0, 0.0]]), tol)
+    assert not j.passed and j.nonfinite == 1
+
+
+def _config():
+    return make_config("reference", api="numpy", dtype="float32", profile="quick", seed=0)
+
+
+def test_the_json_tells_an_infinite_error_from_nothing_judged() -> None:
+    report = Report(
+        _config(),
+        [
+            PropertyResult("a", "a", "failed", 3, math.inf, math.inf, worst_error_kind="+inf output",
+                           nonfinite_elements=2),
+            PropertyResult("b", "b", "passed", 3),
+            PropertyResult("c", "c", "passed", 3, 0.25, 0.5),
+        ],
+    )
+    doc = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    a, b, c = doc["properties"]
+    assert a["worst_error"] is None and a["worst_error_text"] == "inf (+inf output)"
+    assert a["nonfinite_elements"] == 2 and a["worst_error_kind"] == "+inf output"
+    assert b["worst_error"] is None and b["worst_error_text"] is None
+    assert c["worst_error"] == 0.25 and c["worst_error_text"] == "0.25"
+    out = io.StringIO()
+    write_table(report, out)
+    assert "inf (+inf output)" in out.getvalue()
+
+
+@pytest.mark.parametrize(("function", "kind"), [("inf_last", "+inf output"), ("nan_last", "NaN output")])
+def test_a_target_returning_nonfinite_values_is_reported_as_such(function: str, kind: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = run_check(
+            target("truthful.py", function),
+            dtype="float16",
+            profile="quick",
+            seed=0,
+            properties=["forward_agreement", "batch_independence"],
+        )
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert report.verdict == "does not conform"
+    for p in report.properties:
+        assert p.failed and p.worst_error == math.inf and p.worst_error_kind == kind, p
+    doc = json.dumps(report.to_json(), allow_nan=False)
+    assert "1.797" not in doc and f'"worst_error_text": "inf ({kind})"' in doc
