@@ -355,19 +355,28 @@ def constant_groups_give_bias(probe: Probe, case: Case, draw: Draw) -> Outcome:
     inp = probe.inputs(case)
     g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
     xc, mask = constant_blocks(inp.x, g, case.seed)
+    note = constant_note(mask)
     result = probe.run([probe.request("forward", xc, g, eps, weight=w, bias=b)])[0]
     if result.status != "ok":
-        return failure_of(result, "the forward call", repro=_CONSTANT_REPRO)
+        return replace(failure_of(result, "the forward call", repro=_CONSTANT_REPRO), inputs_note=note)
     y = probe.array(result, "y", case.shape)
     if isinstance(y, str):
-        return Outcome(ok=False, message=f"the forward output: {y}", repro=_CONSTANT_REPRO)
+        return Outcome(ok=False, message=f"the forward output: {y}", repro=_CONSTANT_REPRO, inputs_note=note)
     bias = np.zeros(case.shape[1]) if b is None else b
     expected = np.broadcast_to(bias.reshape(1, -1, *([1] * (len(case.shape) - 2))), case.shape)
     tol = forward_tolerance(xc, g, w, b, eps, probe.dtype)
     pick = np.broadcast_to(mask[:, :, None], blocks_of(xc, g).shape).reshape(case.shape)
     sub = replace(tol, scale=tol.scale[pick], bound=tol.bound[pick])
     j = judge("output of constant blocks", y[pick], expected[pick], sub)
-    return verdict(j, "a constant (sample, group) block did not give the bias", _CONSTANT_REPRO)
+    out = verdict(j, "a constant (sample, group) block did not give the bias", _CONSTANT_REPRO)
+    out.inputs_note = note
+    return out
+
+
+def constant_note(mask: np.ndarray) -> str:
+    """How constant_blocks changed the case's data, for the counterexample's description."""
+    blocks = [tuple(int(i) for i in b) for b in np.argwhere(mask)]
+    return f"; then the (sample, group) blocks {blocks} made constant (each equal to its first value)"
 
 
 # ---------------------------------------------------------------------------------------------- NaN

@@ -18,6 +18,7 @@ from gn_spec.checker.report import PropertyResult, Report, write_table
 from gn_spec.checker.target import make_config
 from gn_spec.error_model import forward_tolerance, judge
 from gn_spec.reference import group_norm
+from gn_spec.strategies import Case
 
 # ---------------------------------------------------------------------------------------------- point 2
 
@@ -86,3 +87,60 @@ def test_a_target_returning_nonfinite_values_is_reported_as_such(function: str, 
         assert p.failed and p.worst_error == math.inf and p.worst_error_kind == kind, p
     doc = json.dumps(report.to_json(), allow_nan=False)
     assert "1.797" not in doc and f'"worst_error_text": "inf ({kind})"' in doc
+
+
+# ---------------------------------------------------------------------------------------------- point 5
+
+
+def test_a_forward_only_verdict_says_what_it_covers(tmp_path) -> None:
+    good = target("hostile.py", "good")
+    report = run_check(good, profile="quick", seed=0, properties=["forward_agreement", "backward_agreement"])
+    assert report.verdict == "conforms"
+    assert report.checked == ["forward"]
+    assert report.verdict_text == "conforms (forward only: this API has no gradients)"
+    doc = report.to_json()
+    assert doc["verdict"] == "conforms" and doc["checked"] == ["forward"]
+    assert doc["verdict_text"] == "conforms (forward only: this API has no gradients)"
+    out = io.StringIO()
+    write_table(report, out)
+    assert f"verdict: {good} conforms (forward only: this API has no gradients;" in out.getvalue()
+    report.write_junit(str(tmp_path / "r.xml"))
+    xml = (tmp_path / "r.xml").read_text()
+    assert '<property name="checked" value="forward"' in xml
+    assert 'value="conforms (forward only: this API has no gradients)"' in xml
+
+
+def test_a_verdict_that_covered_everything_has_no_qualifier() -> None:
+    config = make_config("torch", api="torch", dtype="float32", profile="quick", seed=0)
+    report = Report(
+        config,
+        [
+            PropertyResult("f", "f", "passed", 1, checks=["forward"]),
+            PropertyResult("b", "b", "passed", 1, checks=["backward"]),
+            PropertyResult("s", "s", "passed", 1, checks=["second order"]),
+        ],
+    )
+    assert report.checked == ["forward", "backward", "second order"] and report.verdict_text == "conforms"
+    report.properties[2].status = "not applicable"
+    assert report.verdict_text == (
+        "conforms (forward and backward only: the selected properties check no second order)"
+    )
+
+
+def test_a_forward_only_case_description_leaves_grad_output_out() -> None:
+    case = Case((2, 4), 2, grad_offset=3.0)
+    assert "grad_output = 3" in case.describe()
+    assert "grad_output" not in case.describe(gradients=False)
+
+
+def test_a_counterexample_describes_the_blocks_made_constant() -> None:
+    report = run_check(
+        target("truthful.py", "constant_blocks_give_zero"),
+        profile="quick",
+        seed=0,
+        properties=["constant_groups_give_bias"],
+    )
+    (p,) = report.properties
+    assert p.failed
+    assert "made constant (each equal to its first value)" in p.counterexample
+    assert "grad_output" not in p.counterexample

@@ -36,7 +36,9 @@ class Outcome:
     which is costly to reproduce, so shrinking it is rationed; ``diagnose``: called once on the final
     counterexample, it names the known mistakes (``gn_spec.variants``) that explain the observed values;
     ``nonfinite``: outputs that were NaN or +-inf where the exact value is finite, and ``kind``: what the
-    worst one was when the worst error is such an element (``"NaN output"``, ``"+inf output"``, ...).
+    worst one was when the worst error is such an element (``"NaN output"``, ``"+inf output"``, ...);
+    ``inputs_note``: how the inputs passed differ from the case's description, when the property changed
+    them (e.g. blocks made constant), appended to the counterexample.
     """
 
     ok: bool
@@ -49,6 +51,7 @@ class Outcome:
     diagnose: Callable[[], list[str]] | None = None
     nonfinite: int = 0
     kind: str = ""
+    inputs_note: str = ""
 
     @staticmethod
     def passed(ratio: float | None = None, units: float | None = None) -> Outcome:
@@ -61,7 +64,9 @@ class PropertySpec:
 
     ``applies(config)`` returns None when the property applies to the configuration, else the reason it does
     not; ``cases(config)`` is the Hypothesis strategy of cases it is fed; ``weight`` scales the profile's
-    number of examples (metamorphic properties make two or more calls a case and need fewer cases).
+    number of examples (metamorphic properties make two or more calls a case and need fewer cases);
+    ``checks``: what of the target it judges (``"forward"``, ``"backward"``, ``"second order"``), which is
+    what a verdict built on it covers and whether its cases' grad_output is passed to the target.
     """
 
     name: str
@@ -69,6 +74,7 @@ class PropertySpec:
     applies: Callable[[CheckConfig], str | None]
     cases: Callable[[CheckConfig], st.SearchStrategy[Case]]
     weight: float = 1.0
+    checks: tuple[str, ...] = ("forward",)
 
     @property
     def summary(self) -> str:
@@ -120,13 +126,14 @@ def gn_property(
     applies: Callable[[CheckConfig], str | None] = always,
     cases: Callable[[CheckConfig], st.SearchStrategy[Case]] = default_cases,
     weight: float = 1.0,
+    checks: tuple[str, ...] = ("forward",),
 ) -> Callable[[Callable[[Probe, Case, Draw], Outcome]], Callable[[Probe, Case, Draw], Outcome]]:
     """Register a property function under ``name`` (the decorator of every function in gn_spec.properties)."""
 
     def register(fn: Callable[[Probe, Case, Draw], Outcome]) -> Callable[[Probe, Case, Draw], Outcome]:
         if any(p.name == name for p in REGISTRY):
             raise ValueError(f"property {name!r} is registered twice")
-        REGISTRY.append(PropertySpec(name, fn, applies, cases, weight))
+        REGISTRY.append(PropertySpec(name, fn, applies, cases, weight, checks))
         return fn
 
     return register

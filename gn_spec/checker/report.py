@@ -12,6 +12,8 @@ from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import format_error
 
 PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
+#: What a run can judge of a target, in the order reports list it.
+ALL_CHECKS = ("forward", "backward", "second order")
 
 
 @dataclass
@@ -27,7 +29,8 @@ class PropertyResult:
     ``worst_error_kind`` says which (``"NaN output"``, ``"+inf output"``, ``"-inf output"``; empty for a
     finite error) and ``nonfinite_elements`` counts such elements in that case.  JSON cannot hold infinity,
     so there ``worst_error`` is null for it as for "nothing judged"; ``worst_error_text`` (``"0.031"``,
-    ``"inf (NaN output)"``, null only when nothing was judged) tells the two apart.
+    ``"inf (NaN output)"``, null only when nothing was judged) tells the two apart.  ``checks``: what of the
+    target the property judged (``"forward"``, ``"backward"``, ``"second order"``; empty if not applicable).
     """
 
     name: str
@@ -44,6 +47,7 @@ class PropertyResult:
     seconds: float = 0.0
     worst_error_kind: str = ""
     nonfinite_elements: int = 0
+    checks: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -72,6 +76,35 @@ class Report:
         return "conforms" if self.conforms else "does not conform"
 
     @property
+    def checked(self) -> list[str]:
+        """What of the target the run judged, in the order forward, backward, second order."""
+        ran = {c for p in self.properties if p.status != NOT_APPLICABLE for c in p.checks}
+        return [c for c in ALL_CHECKS if c in ran]
+
+    @property
+    def scope(self) -> str:
+        """What the verdict covers, when that is less than forward, backward and second order: e.g.
+        ``"forward only: this API has no gradients"``; empty when everything was checked."""
+        checked = self.checked
+        if checked == list(ALL_CHECKS):
+            return ""
+        if not checked:
+            return "nothing checked"
+        what = "forward only" if checked == ["forward"] else " and ".join(checked) + " only"
+        missing = [c for c in ALL_CHECKS if c not in checked]
+        api = self.config.api
+        if api == "numpy" and "backward" in missing:
+            return f"{what}: this API has no gradients"
+        if api == "cs231n" and missing == ["second order"]:
+            return f"{what}: this API has no second-order derivative"
+        return f"{what}: the selected properties check no {' and no '.join(missing)}"
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict with what it covers: ``conforms (forward only: this API has no gradients)``."""
+        return f"{self.verdict} ({self.scope})" if self.scope else self.verdict
+
+    @property
     def cases(self) -> int:
         return sum(p.cases for p in self.properties)
 
@@ -91,6 +124,8 @@ class Report:
             "profile": c.profile,
             "seed": c.seed,
             "verdict": self.verdict,
+            "checked": self.checked,
+            "verdict_text": self.verdict_text,
             "summary": {
                 "cases": self.cases,
                 "properties": len(self.properties),
@@ -137,6 +172,8 @@ class Report:
             ("profile", c.profile),
             ("seed", str(c.seed)),
             ("verdict", self.verdict),
+            ("checked", ", ".join(self.checked)),
+            ("verdict_text", self.verdict_text),
         ):
             ET.SubElement(props, "property", name=key, value=value)
         for p in self.properties:
@@ -224,7 +261,8 @@ def write_table(report: Report, out: TextIO) -> None:
     for p in report.failed:
         out.write(f"\n=== {p.name} FAILED: {p.summary}\n")
         out.write(failure_text(p).rstrip() + "\n")
+    scope = f"{report.scope}; " if report.scope else ""
     out.write(
-        f"\nverdict: {c.target.text} {report.verdict} ({report.cases} cases, {len(report.properties)} "
+        f"\nverdict: {c.target.text} {report.verdict} ({scope}{report.cases} cases, {len(report.properties)} "
         f"properties, {len(report.failed)} failed, {report.seconds:.1f} s)\n"
     )

@@ -26,7 +26,7 @@ from gn_spec.checker import reproducer
 from gn_spec.checker.client import Worker
 from gn_spec.checker.probe import Outcome, Probe, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
-from gn_spec.checker.target import UsageError, make_config
+from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.strategies import Case
 
 
@@ -106,6 +106,14 @@ def target_score(ratio: float) -> float:
     if not math.isfinite(ratio):
         return 60.0
     return max(-60.0, min(60.0, round(4 * math.log2(ratio)) / 4))
+
+
+def checked_by(spec: PropertySpec, config: CheckConfig) -> list[str]:
+    """What of the target ``spec`` judged under ``config``: its ``checks`` that the API has."""
+    from gn_spec.properties.agreement import has_backward, has_second_order
+
+    able = {"backward": has_backward(config) is None, "second order": has_second_order(config) is None}
+    return [c for c in spec.checks if able.get(c, True)]
 
 
 def property_seed(seed: int, name: str) -> int:
@@ -200,6 +208,7 @@ def run_property(
             worst_error_kind=tally.worst_kind,
             nonfinite_elements=tally.worst_nonfinite,
             seconds=seconds,
+            checks=checked_by(spec, config),
         )
     case, outcome = tally.last
     found: list[str] = []
@@ -209,6 +218,8 @@ def run_property(
         except Exception as exc:  # diagnosis is a hint; never let it hide the verdict
             found = [f"(no diagnosis: gn_spec.variants raised {exc!r})"]
     script = reproducer.build(config, spec.name, case, outcome.repro or _CALL_ONLY_REPRO)
+    checked = checked_by(spec, config)
+    described = case.describe(gradients=checked != ["forward"]) + outcome.inputs_note
     return PropertyResult(
         spec.name,
         spec.summary,
@@ -218,12 +229,13 @@ def run_property(
         worst_error_units=tally.worst_units,
         worst_error_kind=tally.worst_kind,
         nonfinite_elements=tally.worst_nonfinite,
-        counterexample=case.describe() + f" dtype={config.dtype}",
+        counterexample=described + f" dtype={config.dtype}",
         reproducer=script,
         message=outcome.message + note,
         detail=outcome.detail,
         diagnosis=found,
         seconds=seconds,
+        checks=checked,
     )
 
 

@@ -59,3 +59,13 @@ def float32_eps(x, num_groups, weight=None, bias=None, eps=1e-5):
     """As ONNX GroupNormalization-18 at float64: computes in float64 with eps rounded to float32 (the
     epsilon attribute is a 32-bit float)."""
     return _normalize64(x, num_groups, weight, bias, float(np.float32(eps))).astype(x.dtype)
+
+
+def constant_blocks_give_zero(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Correct except that a constant (sample, group) block gives 0 instead of the bias."""
+    y = _normalize64(x, num_groups, weight, bias, eps)
+    g = np.asarray(x, dtype=np.float64).reshape(x.shape[0], num_groups, -1)
+    constant = (g == g[:, :, :1]).all(axis=-1)
+    blocks = y.reshape(g.shape)
+    blocks[constant] = 0.0
+    return blocks.reshape(x.shape).astype(x.dtype)
