@@ -144,3 +144,25 @@ def test_a_counterexample_describes_the_blocks_made_constant() -> None:
     assert p.failed
     assert "made constant (each equal to its first value)" in p.counterexample
     assert "grad_output" not in p.counterexample
+
+
+# ---------------------------------------------------------------------------------------------- point 7
+
+
+def test_the_catalogue_lists_from_a_source_checkout_that_is_not_installed(tmp_path) -> None:
+    """python -S skips site-packages' .pth files, so the editable install's finder is not there: only the
+    checkout on PYTHONPATH (and the dependencies' folder) is."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), sysconfig.get_paths()["purelib"]])}
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "gn_spec.properties"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "forward_agreement"
