@@ -560,6 +560,11 @@ def _fmt(value: float, dtype: str) -> str:
     return f"{value:.17g}" if dtype == "float64" else f"{value:.9g}"
 
 
+def format_value(value: float, dtype: str) -> str:
+    """A value as judgement messages write it: all the digits the dtype under test can hold."""
+    return _fmt(value, dtype)
+
+
 def nonfinite_kind(observed: float) -> str:
     """What a non-finite observation is, for messages: ``"NaN output"``, ``"+inf output"``, ``"-inf output"``
     (empty for a finite one)."""
@@ -577,8 +582,13 @@ def format_error(value: float, kind: str = "") -> str:
     return f"{value:.3g}"
 
 
-def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Tolerance) -> Judgement:
+def judge(
+    quantity: str, observed: Any, expected: np.ndarray, tolerance: Tolerance, *, against: str = "expected"
+) -> Judgement:
     """Compare ``observed`` with the reference's ``expected`` under ``tolerance``.
+
+    ``against`` is what the message calls ``expected``: a metamorphic property compares two outputs of the
+    target, and its "expected" is the target's other output, not the exact value.
 
     err_i = |observed_i - expected_i| / (u s_i) (0 where they are equal, also when s_i = 0); element i fails
     when |observed_i - expected_i| > u B_i s_i + floor, that is err_i > B_i + floor / (u s_i).  Where
@@ -638,7 +648,7 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     message = (
         f"{quantity}: mismatched elements: {mismatched} / {expected.size} ({pct:.3g}%){where}; "
         f"worst err {format_error(worst_error, kind)} u*scale at index {index} (bound {worst_bound:.3g}): "
-        f"observed {_fmt(o, dtype)}, expected {_fmt(x, dtype)}, "
+        f"observed {_fmt(o, dtype)}, {against} {_fmt(x, dtype)}, "
         f"scale {float(np.broadcast_to(scale, ratio.shape).reshape(-1)[flat]):.3g}, "
         f"u = 2**{int(math.log2(u))}"
     )

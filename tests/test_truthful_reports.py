@@ -166,3 +166,31 @@ def test_the_catalogue_lists_from_a_source_checkout_that_is_not_installed(tmp_pa
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "forward_agreement"
+
+
+# ---------------------------------------------------------------------------------------------- point 4
+
+
+def test_a_metamorphic_failure_names_the_other_output_and_gives_the_exact_value() -> None:
+    report = run_check(
+        target("truthful.py", "batch_statistics"), profile="quick", seed=0, properties=["batch_independence"]
+    )
+    (p,) = report.properties
+    assert p.failed
+    assert "in the whole batch x, the same sample gave" in p.detail and ", expected " not in p.detail
+    assert "exact value (reference): " in p.detail
+
+
+def test_compare_adds_the_exact_value_of_the_worst_element() -> None:
+    from gn_spec.properties.metamorphic import compare
+
+    x = np.array([[1.0, 2.0, 4.0, 8.0]])
+    tol = forward_tolerance(x, 1, None, None, 1e-5, "float32")
+    exact = group_norm(x, 1, eps=1e-5)
+    wrong = exact.copy()
+    wrong[0, 2] = 0.5
+    j = compare("GN(x') against GN(x)", exact, wrong, tol, tol, against_label="the other call gave",
+                exact=lambda: exact)
+    assert not j.passed and j.worst_index == (0, 2)
+    assert "the other call gave 0.5" in j.message
+    assert j.message.endswith(f"exact value (reference): {exact[0, 2]:.9g}")
