@@ -194,3 +194,18 @@ def test_compare_adds_the_exact_value_of_the_worst_element() -> None:
     assert not j.passed and j.worst_index == (0, 2)
     assert "the other call gave 0.5" in j.message
     assert j.message.endswith(f"exact value (reference): {exact[0, 2]:.9g}")
+
+
+# ---------------------------------------------------------------------------------------------- point 3
+
+
+def test_a_failure_shows_the_worst_case_met_not_only_the_shrunk_one() -> None:
+    bad = target("truthful.py", "nan_on_large_groups")
+    report = run_check(bad, profile="quick", seed=0, properties=["forward_agreement"])
+    (p,) = report.properties
+    assert p.failed and p.worst_error == math.inf and p.worst_error_kind == "NaN output"
+    assert "(group size m=2)" in p.counterexample  # shrunk to a marginal, finite failure
+    assert p.worst_case is not None and "NaN output" in p.worst_case and "at index" in p.worst_case
+    out = io.StringIO()
+    write_table(report, out)
+    assert "worst case met (worst error / bound inf (NaN output); not shrunk): shape=" in out.getvalue()

@@ -31,6 +31,8 @@ class PropertyResult:
     so there ``worst_error`` is null for it as for "nothing judged"; ``worst_error_text`` (``"0.031"``,
     ``"inf (NaN output)"``, null only when nothing was judged) tells the two apart.  ``checks``: what of the
     target the property judged (``"forward"``, ``"backward"``, ``"second order"``; empty if not applicable).
+    ``worst_case``: for a failure, the case that gave ``worst_error`` and its worst elements (index, observed,
+    exact), when that is not the shrunk counterexample (which can be a marginal one); None otherwise.
     """
 
     name: str
@@ -48,6 +50,7 @@ class PropertyResult:
     worst_error_kind: str = ""
     nonfinite_elements: int = 0
     checks: list[str] = field(default_factory=list)
+    worst_case: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -222,6 +225,11 @@ def failure_text(p: PropertyResult) -> str:
         parts.append(f"counterexample: {p.counterexample}")
     if p.detail:
         parts.append(p.detail)
+    if p.worst_case:
+        parts.append(
+            f"worst case met (worst error / bound {format_ratio(p.worst_error, p.worst_error_kind)}; "
+            f"not shrunk): {p.worst_case}"
+        )
     for d in p.diagnosis:
         parts.append(f"diagnosis: {d}")
     if p.reproducer:

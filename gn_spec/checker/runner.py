@@ -87,6 +87,7 @@ class _Tally:
     worst_units: float | None = None
     worst_kind: str = ""
     worst_nonfinite: int = 0
+    worst_case: tuple[Case, str] | None = None  # the case of the worst failing ratio, and its detail
     failures: int = 0
     process_failures: int = 0
     last: tuple[Case, Outcome] | None = None
@@ -169,6 +170,8 @@ def run_property(
             if tally.worst is None or not outcome.ratio <= tally.worst:
                 tally.worst, tally.worst_units = outcome.ratio, outcome.units
                 tally.worst_kind, tally.worst_nonfinite = outcome.kind, outcome.nonfinite
+                if not outcome.ok:
+                    tally.worst_case = (case, outcome.detail + outcome.inputs_note)
             hypothesis.target(target_score(outcome.ratio), label="log2(error / bound)")
         if outcome.ok:
             return
@@ -219,7 +222,12 @@ def run_property(
             found = [f"(no diagnosis: gn_spec.variants raised {exc!r})"]
     script = reproducer.build(config, spec.name, case, outcome.repro or _CALL_ONLY_REPRO)
     checked = checked_by(spec, config)
-    described = case.describe(gradients=checked != ["forward"]) + outcome.inputs_note
+    gradients = checked != ["forward"]
+    described = case.describe(gradients=gradients) + outcome.inputs_note
+    worst_case = None
+    if tally.worst_case is not None and tally.worst_case[0] != case:
+        worst, worst_detail = tally.worst_case
+        worst_case = f"{worst.describe(gradients=gradients)} dtype={config.dtype}\n{worst_detail}".rstrip()
     return PropertyResult(
         spec.name,
         spec.summary,
@@ -236,6 +244,7 @@ def run_property(
         diagnosis=found,
         seconds=seconds,
         checks=checked,
+        worst_case=worst_case,
     )
 
 

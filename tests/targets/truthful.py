@@ -81,3 +81,12 @@ def batch_statistics(x, num_groups, weight=None, bias=None, eps=1e-5):
     var = ((g - mean) ** 2).mean(axis=(0, 2), keepdims=True)
     y = ((g - mean) / np.sqrt(var + eps)).reshape(x.shape)
     return _affine(y, weight, bias).astype(x.dtype)
+
+
+def nan_on_large_groups(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Slightly wrong (relative error 1e-3) on groups of fewer than 8 values, NaN on larger ones: shrinking
+    ends on a marginal case while the worst case met is a NaN output."""
+    y = _normalize64(x, num_groups, weight, bias, eps)
+    m = x[0].size // num_groups if x.shape[0] else 0
+    y = np.full_like(y, np.nan) if m >= 8 else y * (1 + 1e-3) + 1e-3
+    return y.astype(x.dtype)
