@@ -32,7 +32,7 @@ class PropertyResult:
     ``"inf (NaN output)"``, null only when nothing was judged) tells the two apart.  ``checks``: what of the
     target the property judged (``"forward"``, ``"backward"``, ``"second order"``; empty if not applicable).
     ``worst_case``: for a failure, the case that gave ``worst_error`` and its worst elements (index, observed,
-    exact), when that is not the shrunk counterexample (which can be a marginal one); None otherwise.
+    exact), when it is worse than the shrunk counterexample (which can be a marginal one); None otherwise.
     """
 
     name: str

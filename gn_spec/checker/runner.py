@@ -225,7 +225,8 @@ def run_property(
     gradients = checked != ["forward"]
     described = case.describe(gradients=gradients) + outcome.inputs_note
     worst_case = None
-    if tally.worst_case is not None and tally.worst_case[0] != case:
+    shown = outcome.ratio if outcome.ratio is not None else -math.inf
+    if tally.worst_case is not None and tally.worst is not None and tally.worst > shown:
         worst, worst_detail = tally.worst_case
         worst_case = f"{worst.describe(gradients=gradients)} dtype={config.dtype}\n{worst_detail}".rstrip()
     return PropertyResult(
