@@ -30,3 +30,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
+
+
+# From a bare source checkout, gn_spec.properties and gn_spec.derivations are the top folders (_source_tree).
+from gn_spec import _source_tree  # noqa: E402
+
+_source_tree.install()

@@ -514,9 +514,10 @@ class Judgement:
     """The verdict on one output array.
 
     ``max_ratio`` is max_i err_i / B_i (at most 1 passes); ``worst_error`` and ``worst_bound`` are err and B
-    at
-    the element that attains it, in units of u * scale; NaN or infinity where a finite value was expected
-    counts as an infinite ratio.
+    at the element that attains it, in units of u * scale; NaN or infinity where a finite value was expected
+    counts as an infinite ratio (never as the largest float).  ``nonfinite`` counts those elements, and
+    ``worst_kind`` says what the worst element is when it is one of them: ``"NaN output"``,
+    ``"+inf output"`` or ``"-inf output"`` (empty otherwise).
     """
 
     quantity: str
@@ -531,6 +532,8 @@ class Judgement:
     observed: float | None
     expected: float | None
     message: str
+    nonfinite: int = 0
+    worst_kind: str = ""
 
     @property
     def fraction(self) -> float:
@@ -547,8 +550,35 @@ def _fmt(value: float, dtype: str) -> str:
     return f"{value:.17g}" if dtype == "float64" else f"{value:.9g}"
 
 
-def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Tolerance) -> Judgement:
+def format_value(value: float, dtype: str) -> str:
+    """A value as judgement messages write it: all the digits the dtype under test can hold."""
+    return _fmt(value, dtype)
+
+
+def nonfinite_kind(observed: float) -> str:
+    """What a non-finite observation is, for messages: ``"NaN output"``, ``"+inf output"``, ``"-inf output"``
+    (empty for a finite one)."""
+    if math.isnan(observed):
+        return "NaN output"
+    if math.isinf(observed):
+        return "+inf output" if observed > 0 else "-inf output"
+    return ""
+
+
+def format_error(value: float, kind: str = "") -> str:
+    """An error figure for people: ``0.031``, ``12.5``, ``inf (NaN output)``, ``inf (+inf output)``."""
+    if math.isinf(value) or math.isnan(value):
+        return f"inf ({kind})" if kind else "inf"
+    return f"{value:.3g}"
+
+
+def judge(
+    quantity: str, observed: Any, expected: np.ndarray, tolerance: Tolerance, *, against: str = "expected"
+) -> Judgement:
     """Compare ``observed`` with the reference's ``expected`` under ``tolerance``.
+
+    ``against`` is what the message calls ``expected``: a metamorphic property compares two outputs of the
+    target, and its "expected" is the target's other output, not the exact value.
 
     err_i = |observed_i - expected_i| / (u s_i) (0 where they are equal, also when s_i = 0); element i fails
     when |observed_i - expected_i| > u B_i s_i + floor, that is err_i > B_i + floor / (u s_i).  Where
@@ -574,17 +604,23 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
     scale = tolerance.scale
     # An exact value beyond the dtype's range rounds to +-inf; that (correctly rounded) answer is accepted.
     overflow = np.abs(expected) >= overflow_threshold(dtype)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         rounded_inf = overflow & np.isinf(obs) & (np.sign(obs) == np.sign(expected))
-    diff = np.where(rounded_inf, 0.0, np.abs(obs - expected))
+        diff = np.where(rounded_inf, 0.0, np.abs(obs - expected))  # inf - inf is NaN: judged below
     finite = np.isfinite(expected)
     same_nonfinite = ~finite & ((np.isnan(expected) & np.isnan(obs)) | (expected == obs))
     allowed = tolerance.allowed()
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(diff == 0, 0.0, diff / (u * scale))
         ratio = np.where(diff == 0, 0.0, diff / allowed)
-    err = np.where(finite, np.nan_to_num(err, nan=np.inf), np.where(same_nonfinite, 0.0, np.inf))
-    ratio = np.where(finite, np.nan_to_num(ratio, nan=np.inf), np.where(same_nonfinite, 0.0, np.inf))
+    # NaN and +-inf are infinite errors alike (nan_to_num's default would turn +inf into the largest float)
+    err = np.where(
+        finite, np.nan_to_num(err, nan=np.inf, posinf=np.inf), np.where(same_nonfinite, 0.0, np.inf)
+    )
+    ratio = np.where(
+        finite, np.nan_to_num(ratio, nan=np.inf, posinf=np.inf), np.where(same_nonfinite, 0.0, np.inf)
+    )
+    nonfinite = int(np.sum(finite & ~np.isfinite(obs) & ~rounded_inf))
     failing = ratio > 1.0
     flat = int(np.argmax(ratio))
     index = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))
@@ -596,11 +632,13 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
         bound_in_unit = np.broadcast_to(allowed / (u * scale), ratio.shape)
     worst_bound = float(bound_in_unit.reshape(-1)[flat])
     o, x = float(obs.reshape(-1)[flat]), float(expected.reshape(-1)[flat])
+    kind = nonfinite_kind(o) if math.isfinite(x) and math.isinf(worst_error) else ""
     pct = 100.0 * mismatched / expected.size
+    where = f" ({nonfinite} of them non-finite where the exact value is finite)" if nonfinite else ""
     message = (
-        f"{quantity}: mismatched elements: {mismatched} / {expected.size} ({pct:.3g}%); "
-        f"worst err {worst_error:.3g} u*scale at index {index} (bound {worst_bound:.3g}): "
-        f"observed {_fmt(o, dtype)}, expected {_fmt(x, dtype)}, "
+        f"{quantity}: mismatched elements: {mismatched} / {expected.size} ({pct:.3g}%){where}; "
+        f"worst err {format_error(worst_error, kind)} u*scale at index {index} (bound {worst_bound:.3g}): "
+        f"observed {_fmt(o, dtype)}, {against} {_fmt(x, dtype)}, "
         f"scale {float(np.broadcast_to(scale, ratio.shape).reshape(-1)[flat]):.3g}, "
         f"u = 2**{int(math.log2(u))}"
     )
@@ -617,6 +655,8 @@ def judge(quantity: str, observed: Any, expected: np.ndarray, tolerance: Toleran
         o,
         x,
         message,
+        nonfinite,
+        kind,
     )
 
 

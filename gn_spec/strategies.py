@@ -82,8 +82,11 @@ class Case:
         """m = (C / G) * prod(spatial), the number of elements normalized together."""
         return (self.shape[1] // self.num_groups) * math.prod(self.shape[2:])
 
-    def describe(self) -> str:
-        """One line for a human: shape, groups, eps, affine and how the data was built."""
+    def describe(self, gradients: bool = True) -> str:
+        """One line for a human: shape, groups, eps, affine and how the data was built.
+
+        ``gradients=False`` leaves grad_output out (the description of a case whose calls were forward only).
+        """
         recipe = {
             "plain": "x ~ N(0, 1)",
             "offset": f"x = mu_g + sigma_g*N(0,1), sigma_g ~ 1e{self.log10_scale}, "
@@ -94,7 +97,7 @@ class Case:
             "wide": f"x = +-10**(U(-3, 3)), magnitudes around 1e{self.log10_scale}",
             "exact": f"exact-statistics data (order-independent sums), |mean|/std ~ 1e{self.log10_offset}",
         }[self.data]
-        grad = f", grad_output = {self.grad_offset:g} + N(0,1)" if self.grad_offset else ""
+        grad = f", grad_output = {self.grad_offset:g} + N(0,1)" if self.grad_offset and gradients else ""
         m = self.group_size if self.valid else "?"
         return (
             f"shape={self.shape} num_groups={self.num_groups} (group size m={m})"

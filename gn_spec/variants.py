@@ -125,6 +125,10 @@ class Variant:
     judged_as: str | None = None
     #: Whether the variant is meaningful for a case (e.g. only float64 input can be "computed in float32").
     applies: Callable[[Case], bool] = lambda case: True
+    #: A mark every output of the variant carries, checked on the observed output (None: no such mark).  A
+    #: variant judged in another, coarser precision has bounds that also take GN's exact values, so
+    #: matching them is no evidence; what is, is the mark (values that are all numbers of that precision).
+    signature: Callable[[np.ndarray], bool] | None = None
 
     def forward(self, x: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5):
         """The variant's output for the reference's arguments, float64, of x's shape."""
@@ -381,6 +385,12 @@ def _has_non_finite(case: Case) -> bool:
     return not bool(np.isfinite(case.x).all())
 
 
+def _float32_numbers(observed: np.ndarray) -> bool:
+    """Every finite observed value is a float32 number (what a computation in float32 returns)."""
+    finite = observed[np.isfinite(observed)]
+    return bool(np.array_equal(finite.astype(np.float32).astype(np.float64), finite))
+
+
 FORWARD_VARIANTS: tuple[Variant, ...] = (
     Variant("bessel_variance", "Bessel-corrected variance (divided by m - 1 instead of m)", _bessel_variance),
     Variant("eps_outside_sqrt", "eps added to the standard deviation, (x - mu) / (sqrt(var) + eps)",
@@ -402,7 +412,8 @@ FORWARD_VARIANTS: tuple[Variant, ...] = (
     Variant("channels_last_without_permute", "groups cut from the channels-last layout without a permute "
             "(each group mixes all channels)", _channels_last_without_permute),
     Variant("computed_in_float32", "the computation carried out in float32 (float32 accuracy, not float64)",
-            _computed_in_float32, judged_as="float32", applies=lambda case: case.dtype == "float64"),
+            _computed_in_float32, judged_as="float32", applies=lambda case: case.dtype == "float64",
+            signature=_float32_numbers),
     Variant("nan_replaced_by_zero", "NaN outputs replaced by 0 instead of propagated", _nan_replaced_by_zero,
             post=_zero_nan, applies=_has_non_finite),
 )
@@ -581,8 +592,12 @@ def diagnose(
     A variant is reported when the judge accepts ``observed`` as the variant's output (ratio <= 1) and
     the input tells the two apart both ways: the variant's output is rejected as GN's, and GN's output is
     rejected as the variant's (a variant judged piece by piece can have much looser bounds than GN: one
-    value per group with |x| >> sqrt(eps), say, where any output near GN's would "match"). Returns [] when
-    nothing fits.
+    value per group with |x| >> sqrt(eps), say, where any output near GN's would "match"). A NaN of the
+    variant tells nothing apart: NaN outputs have many causes (eps ignored gives 0/0 on a constant block,
+    and so does a one-pass variance that came out negative), so both tests compare where the variant gives a
+    number only.  A variant judged in another precision (float32 for float64 input), whose bounds
+    take GN's values too, is named only when the observed output carries its mark (``Variant.signature``).
+    Returns [] when nothing fits.
     """
     judge = judge or ErrorModelJudge()
     obs = _as_float64(observed)
@@ -597,12 +612,16 @@ def diagnose(
     for v in variants:
         if not v.applies(case):
             continue
-        if _judged(judge, v.forward(xs, case.num_groups, w, b, case.eps), expected, case, "output") <= 1.0:
-            continue  # indistinguishable from GN on this input
-        if v.judged_as is None and v.match(expected, case, judge) <= 1.0:
+        own = v.forward(xs, case.num_groups, w, b, case.eps)
+        nan = np.isnan(own)
+        if _judged(judge, np.where(nan, expected, own), expected, case, "output") <= 1.0:
+            continue  # indistinguishable from GN on this input (where the variant gives a number)
+        if v.signature is not None and not v.signature(obs):
+            continue  # the observed output lacks the variant's mark
+        if v.judged_as is None and v.match(np.where(nan, own, expected), case, judge) <= 1.0:
             # the variant's own tolerance admits GN's exact output: a match would say nothing.  (A variant
             # judged in another precision, float32 for float64 input, is that loose by design: it names
-            # the precision, and the first test already tells it apart.)
+            # the precision, and its signature tells it apart.)
             continue
         ratio = v.match(obs, case, judge)
         if ratio <= 1.0:

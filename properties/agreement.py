@@ -81,7 +81,7 @@ assert all(v.passed for v in verdicts), "the target does not conform"
 """
 
 
-@gn_property("backward_agreement", applies=has_backward)
+@gn_property("backward_agreement", applies=has_backward, checks=("backward",))
 def backward_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """The gradients of x, weight and bias agree with the reference's vector-Jacobian product.
 
@@ -149,7 +149,7 @@ SECOND_ORDER_OUTPUTS = (
 
 # Half the examples of the first-order properties: a case costs two differentiations in the worker and the
 # reference's second order (often its exact tier) here; 130 cases keep the default profile within a minute.
-@gn_property("second_order_agreement", applies=has_second_order, weight=0.5)
+@gn_property("second_order_agreement", applies=has_second_order, weight=0.5, checks=("second order",))
 def second_order_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """The second derivative (double backward) agrees with the reference.
 

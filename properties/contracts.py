@@ -95,7 +95,7 @@ for name, a, b in zip(("x", "gamma", "beta", "dout"), args + [dout], before + [d
 """
 
 
-@gn_property("input_not_modified")
+@gn_property("input_not_modified", checks=("forward", "backward"))
 def input_not_modified(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """The implementation leaves its input arrays as they were.
 
@@ -190,7 +190,7 @@ print({name: g.shape for name, g in grads.items()}, "weight shape", weight.shape
 """
 
 
-@gn_property("gradient_shapes_and_dtypes", applies=has_backward, cases=affine_cases)
+@gn_property("gradient_shapes_and_dtypes", applies=has_backward, cases=affine_cases, checks=("backward",))
 def gradient_shapes_and_dtypes(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """The gradients come back in their arguments' shapes and the input dtype.
 

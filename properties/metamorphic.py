@@ -17,6 +17,7 @@ inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
-from gn_spec.error_model import Judgement, Tolerance, forward_tolerance, judge
+from gn_spec.error_model import Judgement, Tolerance, format_value, forward_tolerance, judge
 from gn_spec.formats import FORMATS, is_representable
 from gn_spec.strategies import MAGNITUDES, Case, Inputs
 
@@ -52,10 +53,38 @@ def combined_tolerance(first: Tolerance, second: Tolerance) -> Tolerance:
 
 
 def compare(
-    label: str, observed: np.ndarray, against: np.ndarray, tol1: Tolerance, tol2: Tolerance
+    label: str,
+    observed: np.ndarray,
+    against: np.ndarray,
+    tol1: Tolerance,
+    tol2: Tolerance,
+    *,
+    against_label: str = "the other call gave",
+    exact: Callable[[], np.ndarray] | None = None,
 ) -> Judgement:
-    """Judge two observed outputs against each other with :func:`combined_tolerance`."""
-    return judge(label, observed, against, combined_tolerance(tol1, tol2))
+    """Judge two observed outputs against each other with :func:`combined_tolerance`.
+
+    ``against`` is the target's own other output: the message names it ``against_label`` (not "expected"),
+    and on a failure adds the reference's exact value at the worst element, ``exact()`` being the exact
+    values of ``observed`` (equal to those of ``against`` by the identity), so that the reader sees which of
+    the two outputs is wrong.
+    """
+    j = judge(label, observed, against, combined_tolerance(tol1, tol2), against=against_label)
+    if j.passed or exact is None or j.worst_index is None:
+        return j
+    value = float(np.asarray(exact(), dtype=np.float64)[j.worst_index])
+    return replace(j, message=f"{j.message}; exact value (reference): {format_value(value, j.dtype)}")
+
+
+def reference_output(case: Case, inputs: Inputs, x: np.ndarray, eps: float) -> Callable[[], np.ndarray]:
+    """The reference's GN(x; eps) with the case's groups, weight and bias, computed when called."""
+
+    def exact() -> np.ndarray:
+        from gn_spec import group_norm
+
+        return np.asarray(group_norm(x, case.num_groups, inputs.weight, inputs.bias, eps), dtype=np.float64)
+
+    return exact
 
 
 def forward_pair(
@@ -95,7 +124,14 @@ def verdict(j: Judgement, message: str, repro: str) -> Outcome:
     if j.passed:
         return Outcome.passed(j.max_ratio, j.worst_error)
     return Outcome(
-        ok=False, ratio=j.max_ratio, units=j.worst_error, message=message, detail=j.message, repro=repro
+        ok=False,
+        ratio=j.max_ratio,
+        units=j.worst_error,
+        message=message,
+        detail=j.message,
+        repro=repro,
+        nonfinite=j.nonfinite,
+        kind=j.worst_kind,
     )
 
 
@@ -171,7 +207,15 @@ def shift_invariance(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return pair
     y1, y2 = pair
     t1, t2 = tolerances(probe, case, inp, (x1, case.eps), (x2, case.eps))
-    j = compare("GN(x + c) against GN(x)", y2, y1, t2, t1)
+    j = compare(
+        "GN(x + c) against GN(x)",
+        y2,
+        y1,
+        t2,
+        t1,
+        against_label="unshifted, the same element gave",
+        exact=reference_output(case, inp, x2, case.eps),
+    )
     return verdict(
         j, f"shifting each (sample, group) by a constant changed the output (shift exponent {bits})", repro
     )
@@ -218,7 +262,15 @@ def scaling_identity(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return pair
     y1, y2 = pair
     t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (xs, eps_s))
-    j = compare(f"GN(2**{k} x; 4**{k} eps) against GN(x; eps)", y2, y1, t2, t1)
+    j = compare(
+        f"GN(2**{k} x; 4**{k} eps) against GN(x; eps)",
+        y2,
+        y1,
+        t2,
+        t1,
+        against_label="unscaled, the same element gave",
+        exact=reference_output(case, inp, xs, eps_s),
+    )
     return verdict(j, f"scaling x by 2**{k} and eps by 4**{k} changed the output", repro)
 
 
@@ -254,7 +306,15 @@ def batch_independence(probe: Probe, case: Case, draw: Draw) -> Outcome:
     y1, y2 = pair
     t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (inp.x[index], case.eps))
     t1p = replace(t1, scale=t1.scale[index], bound=t1.bound[index])
-    j = compare(f"GN(x[P]) against GN(x)[P], P = {index}", y2, y1[index], t2, t1p)
+    j = compare(
+        f"GN(x[P]) against GN(x)[P], P = {index}",
+        y2,
+        y1[index],
+        t2,
+        t1p,
+        against_label="in the whole batch x, the same sample gave",
+        exact=reference_output(case, inp, inp.x[index], case.eps),
+    )
     return verdict(j, f"the output of a sample depends on the other samples (P = {index})", repro)
 
 
@@ -307,7 +367,15 @@ def spatial_permutation_equivariance(probe: Probe, case: Case, draw: Draw) -> Ou
     y1, y2 = pair
     t1, t2 = tolerances(probe, case, inp, (inp.x, case.eps), (xp, case.eps))
     t1p = replace(t1, scale=permute_spatial(t1.scale, perm), bound=permute_spatial(t1.bound, perm))
-    j = compare("GN(x o pi) against GN(x) o pi", y2, permute_spatial(y1, perm), t2, t1p)
+    j = compare(
+        "GN(x o pi) against GN(x) o pi",
+        y2,
+        permute_spatial(y1, perm),
+        t2,
+        t1p,
+        against_label="unpermuted, the same position gave",
+        exact=reference_output(case, inp, xp, case.eps),
+    )
     return verdict(j, f"permuting spatial positions (salt {salt}) did not permute the output alike", repro)
 
 
@@ -349,19 +417,28 @@ def constant_groups_give_bias(probe: Probe, case: Case, draw: Draw) -> Outcome:
     inp = probe.inputs(case)
     g, eps, w, b = case.num_groups, case.eps, inp.weight, inp.bias
     xc, mask = constant_blocks(inp.x, g, case.seed)
+    note = constant_note(mask)
     result = probe.run([probe.request("forward", xc, g, eps, weight=w, bias=b)])[0]
     if result.status != "ok":
-        return failure_of(result, "the forward call", repro=_CONSTANT_REPRO)
+        return replace(failure_of(result, "the forward call", repro=_CONSTANT_REPRO), inputs_note=note)
     y = probe.array(result, "y", case.shape)
     if isinstance(y, str):
-        return Outcome(ok=False, message=f"the forward output: {y}", repro=_CONSTANT_REPRO)
+        return Outcome(ok=False, message=f"the forward output: {y}", repro=_CONSTANT_REPRO, inputs_note=note)
     bias = np.zeros(case.shape[1]) if b is None else b
     expected = np.broadcast_to(bias.reshape(1, -1, *([1] * (len(case.shape) - 2))), case.shape)
     tol = forward_tolerance(xc, g, w, b, eps, probe.dtype)
     pick = np.broadcast_to(mask[:, :, None], blocks_of(xc, g).shape).reshape(case.shape)
     sub = replace(tol, scale=tol.scale[pick], bound=tol.bound[pick])
-    j = judge("output of constant blocks", y[pick], expected[pick], sub)
-    return verdict(j, "a constant (sample, group) block did not give the bias", _CONSTANT_REPRO)
+    j = judge("output of constant blocks", y[pick], expected[pick], sub, against="the bias (exact)")
+    out = verdict(j, "a constant (sample, group) block did not give the bias", _CONSTANT_REPRO)
+    out.inputs_note = note
+    return out
+
+
+def constant_note(mask: np.ndarray) -> str:
+    """How constant_blocks changed the case's data, for the counterexample's description."""
+    blocks = [tuple(int(i) for i in b) for b in np.argwhere(mask)]
+    return f"; then the (sample, group) blocks {blocks} made constant (each equal to its first value)"
 
 
 # ---------------------------------------------------------------------------------------------- NaN
@@ -424,7 +501,14 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
     (tol,) = tolerances(probe, case, inp, (inp.x, case.eps))
     tb, bb = blocks_of(tol.scale, g)[others], blocks_of(tol.bound, g)[others]
     t = replace(tol, scale=tb, bound=bb)
+    clean_exact = reference_output(case, inp, inp.x, case.eps)
     j = compare(
-        f"other blocks with a NaN in block ({n}, {gg}) against without", dirty[others], clean[others], t, t
+        f"other blocks with a NaN in block ({n}, {gg}) against without",
+        dirty[others],
+        clean[others],
+        t,
+        t,
+        against_label="without the NaN, the same element gave",
+        exact=lambda: blocks_of(clean_exact(), g)[others],
     )
     return verdict(j, f"a NaN in block (sample {n}, group {gg}) changed the output of other blocks", repro)

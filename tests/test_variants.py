@@ -237,10 +237,12 @@ def test_variant_recognised_whenever_the_input_tells_it_apart(structure):
             continue
         exact = v.forward(x, g, w, b, eps)
         observed = _round(exact, "float32")
-        if judge(exact, expected, case, "output") <= 1.0 or judge(observed, expected, case, "output") <= 1.0:
+        nan = np.isnan(exact)  # a variant's NaN is no evidence (0/0 has many causes): diagnose() skips it
+        numbers = np.where(nan, expected, exact)
+        if judge(numbers, expected, case, "output") <= 1.0 or judge(observed, expected, case, "output") <= 1:
             continue  # GN and the variant coincide on this input (e.g. interleaved groups with G = 1)
         with np.errstate(all="ignore"):  # variants make inf and NaN by design (as diagnose() allows)
-            loose = v.match(expected, case, judge) <= 1.0
+            loose = v.match(np.where(nan, exact, expected), case, judge) <= 1.0
         if loose:
             continue  # the variant's own bounds take GN's values too (one value per piece, tiny eps)
         assert v.name in [d.variant for d in V.diagnose(observed, x, g, w, b, eps, dtype="float32")]

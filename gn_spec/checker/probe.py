@@ -34,7 +34,11 @@ class Outcome:
     worst element, observed against expected; ``repro``: Python lines that show the failure, run after the
     inputs are rebuilt (see :mod:`gn_spec.checker.reproducer`); ``process``: the failure was a crash or hang,
     which is costly to reproduce, so shrinking it is rationed; ``diagnose``: called once on the final
-    counterexample, it names the known mistakes (``gn_spec.variants``) that explain the observed values.
+    counterexample, it names the known mistakes (``gn_spec.variants``) that explain the observed values;
+    ``nonfinite``: outputs that were NaN or +-inf where the exact value is finite, and ``kind``: what the
+    worst one was when the worst error is such an element (``"NaN output"``, ``"+inf output"``, ...);
+    ``inputs_note``: how the inputs passed differ from the case's description, when the property changed
+    them (e.g. blocks made constant), appended to the counterexample.
     """
 
     ok: bool
@@ -45,6 +49,9 @@ class Outcome:
     repro: str = ""
     process: bool = False
     diagnose: Callable[[], list[str]] | None = None
+    nonfinite: int = 0
+    kind: str = ""
+    inputs_note: str = ""
 
     @staticmethod
     def passed(ratio: float | None = None, units: float | None = None) -> Outcome:
@@ -57,7 +64,9 @@ class PropertySpec:
 
     ``applies(config)`` returns None when the property applies to the configuration, else the reason it does
     not; ``cases(config)`` is the Hypothesis strategy of cases it is fed; ``weight`` scales the profile's
-    number of examples (metamorphic properties make two or more calls a case and need fewer cases).
+    number of examples (metamorphic properties make two or more calls a case and need fewer cases);
+    ``checks``: what of the target it judges (``"forward"``, ``"backward"``, ``"second order"``), which is
+    what a verdict built on it covers and whether its cases' grad_output is passed to the target.
     """
 
     name: str
@@ -65,6 +74,7 @@ class PropertySpec:
     applies: Callable[[CheckConfig], str | None]
     cases: Callable[[CheckConfig], st.SearchStrategy[Case]]
     weight: float = 1.0
+    checks: tuple[str, ...] = ("forward",)
 
     @property
     def summary(self) -> str:
@@ -116,13 +126,14 @@ def gn_property(
     applies: Callable[[CheckConfig], str | None] = always,
     cases: Callable[[CheckConfig], st.SearchStrategy[Case]] = default_cases,
     weight: float = 1.0,
+    checks: tuple[str, ...] = ("forward",),
 ) -> Callable[[Callable[[Probe, Case, Draw], Outcome]], Callable[[Probe, Case, Draw], Outcome]]:
     """Register a property function under ``name`` (the decorator of every function in gn_spec.properties)."""
 
     def register(fn: Callable[[Probe, Case, Draw], Outcome]) -> Callable[[Probe, Case, Draw], Outcome]:
         if any(p.name == name for p in REGISTRY):
             raise ValueError(f"property {name!r} is registered twice")
-        REGISTRY.append(PropertySpec(name, fn, applies, cases, weight))
+        REGISTRY.append(PropertySpec(name, fn, applies, cases, weight, checks))
         return fn
 
     return register
@@ -291,6 +302,8 @@ def from_judgements(judgements: list[Judgement], what: str, repro: str = "") -> 
         message=f"{what} disagrees with the reference beyond the error model ({names})",
         detail="\n".join(j.message for j in failed),
         repro=repro,
+        nonfinite=sum(j.nonfinite for j in judgements),
+        kind=first.worst_kind,
     )
 
 

@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from gn_spec.checker.target import CheckConfig
+from gn_spec.error_model import format_error
 
 PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
+#: What a run can judge of a target, in the order reports list it.
+ALL_CHECKS = ("forward", "backward", "second order")
 
 
 @dataclass
@@ -22,6 +25,14 @@ class PropertyResult:
     for properties that judge no numbers (contracts) and for failures that left nothing to judge (a crash).
     ``worst_error_units`` is the same error in the model's unit u * scale_i, before dividing by the bound.
     ``diagnosis`` names the known mistakes (``gn_spec.variants``) whose formula explains the failing values.
+    An infinite ``worst_error`` is an output that was NaN or +-inf where the exact value is finite:
+    ``worst_error_kind`` says which (``"NaN output"``, ``"+inf output"``, ``"-inf output"``; empty for a
+    finite error) and ``nonfinite_elements`` counts such elements in that case.  JSON cannot hold infinity,
+    so there ``worst_error`` is null for it as for "nothing judged"; ``worst_error_text`` (``"0.031"``,
+    ``"inf (NaN output)"``, null only when nothing was judged) tells the two apart.  ``checks``: what of the
+    target the property judged (``"forward"``, ``"backward"``, ``"second order"``; empty if not applicable).
+    ``worst_case``: for a failure, the case that gave ``worst_error`` and its worst elements (index, observed,
+    exact), when it is worse than the shrunk counterexample (which can be a marginal one); None otherwise.
     """
 
     name: str
@@ -36,6 +47,10 @@ class PropertyResult:
     detail: str = ""
     diagnosis: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    worst_error_kind: str = ""
+    nonfinite_elements: int = 0
+    checks: list[str] = field(default_factory=list)
+    worst_case: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -64,6 +79,35 @@ class Report:
         return "conforms" if self.conforms else "does not conform"
 
     @property
+    def checked(self) -> list[str]:
+        """What of the target the run judged, in the order forward, backward, second order."""
+        ran = {c for p in self.properties if p.status != NOT_APPLICABLE for c in p.checks}
+        return [c for c in ALL_CHECKS if c in ran]
+
+    @property
+    def scope(self) -> str:
+        """What the verdict covers, when that is less than forward, backward and second order: e.g.
+        ``"forward only: this API has no gradients"``; empty when everything was checked."""
+        checked = self.checked
+        if checked == list(ALL_CHECKS):
+            return ""
+        if not checked:
+            return "nothing checked"
+        what = "forward only" if checked == ["forward"] else " and ".join(checked) + " only"
+        missing = [c for c in ALL_CHECKS if c not in checked]
+        api = self.config.api
+        if api == "numpy" and "backward" in missing:
+            return f"{what}: this API has no gradients"
+        if api == "cs231n" and missing == ["second order"]:
+            return f"{what}: this API has no second-order derivative"
+        return f"{what}: the selected properties check no {' and no '.join(missing)}"
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict with what it covers: ``conforms (forward only: this API has no gradients)``."""
+        return f"{self.verdict} ({self.scope})" if self.scope else self.verdict
+
+    @property
     def cases(self) -> int:
         return sum(p.cases for p in self.properties)
 
@@ -83,13 +127,15 @@ class Report:
             "profile": c.profile,
             "seed": c.seed,
             "verdict": self.verdict,
+            "checked": self.checked,
+            "verdict_text": self.verdict_text,
             "summary": {
                 "cases": self.cases,
                 "properties": len(self.properties),
                 "failed": len(self.failed),
                 "seconds": round(self.seconds, 3),
             },
-            "properties": [_finite(asdict(p)) for p in self.properties],
+            "properties": [_property_json(p) for p in self.properties],
             "environment": self.environment,
         }
 
@@ -129,6 +175,8 @@ class Report:
             ("profile", c.profile),
             ("seed", str(c.seed)),
             ("verdict", self.verdict),
+            ("checked", ", ".join(self.checked)),
+            ("verdict_text", self.verdict_text),
         ):
             ET.SubElement(props, "property", name=key, value=value)
         for p in self.properties:
@@ -141,7 +189,8 @@ class Report:
             elif p.status == NOT_APPLICABLE:
                 ET.SubElement(case, "skipped", message=p.message)
             out = ET.SubElement(case, "system-out")
-            out.text = f"{p.cases} cases judged; worst error {format_ratio(p.worst_error)}"
+            worst = format_ratio(p.worst_error, p.worst_error_kind)
+            out.text = f"{p.cases} cases judged; worst error {worst}"
         ET.indent(suites)
         return ET.ElementTree(suites)
 
@@ -154,13 +203,19 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def format_ratio(r: float | None) -> str:
-    """A fraction of the bound for the table: ``0.031``, ``12.5``, ``inf``; ``-``: nothing judged."""
+def _property_json(p: PropertyResult) -> dict[str, Any]:
+    """One property's JSON object: its fields, plus ``worst_error_text`` (unambiguous where null is not)."""
+    d = _finite(asdict(p))
+    d["worst_error_text"] = None if p.worst_error is None else format_ratio(p.worst_error, p.worst_error_kind)
+    return d
+
+
+def format_ratio(r: float | None, kind: str = "") -> str:
+    """A fraction of the bound for the table: ``0.031``, ``12.5``, ``inf (NaN output)``; ``-``: nothing
+    judged."""
     if r is None:
         return "-"
-    if math.isinf(r) or math.isnan(r):
-        return "inf"
-    return f"{r:.3g}"
+    return format_error(r, kind)
 
 
 def failure_text(p: PropertyResult) -> str:
@@ -170,6 +225,11 @@ def failure_text(p: PropertyResult) -> str:
         parts.append(f"counterexample: {p.counterexample}")
     if p.detail:
         parts.append(p.detail)
+    if p.worst_case:
+        parts.append(
+            f"worst case met (worst error / bound {format_ratio(p.worst_error, p.worst_error_kind)}; "
+            f"not shrunk): {p.worst_case}"
+        )
     for d in p.diagnosis:
         parts.append(f"diagnosis: {d}")
     if p.reproducer:
@@ -181,8 +241,11 @@ def write_table(report: Report, out: TextIO) -> None:
     """The console summary: one row per property, then each failure in full, then the verdict."""
     rows = [("property", "status", "cases", "worst error / bound", "worst (u*scale)", "seconds")]
     for p in report.properties:
-        units = "-" if p.worst_error_units is None else format_ratio(p.worst_error_units)
-        rows.append((p.name, p.status, str(p.cases), format_ratio(p.worst_error), units, f"{p.seconds:.1f}"))
+        kind = p.worst_error_kind
+        units = "-" if p.worst_error_units is None else format_ratio(p.worst_error_units, kind)
+        rows.append(
+            (p.name, p.status, str(p.cases), format_ratio(p.worst_error, kind), units, f"{p.seconds:.1f}")
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     c = report.config
     out.write(
@@ -206,7 +269,8 @@ def write_table(report: Report, out: TextIO) -> None:
     for p in report.failed:
         out.write(f"\n=== {p.name} FAILED: {p.summary}\n")
         out.write(failure_text(p).rstrip() + "\n")
+    scope = f"{report.scope}; " if report.scope else ""
     out.write(
-        f"\nverdict: {c.target.text} {report.verdict} ({report.cases} cases, {len(report.properties)} "
+        f"\nverdict: {c.target.text} {report.verdict} ({scope}{report.cases} cases, {len(report.properties)} "
         f"properties, {len(report.failed)} failed, {report.seconds:.1f} s)\n"
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import hypothesis
+import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
@@ -25,8 +26,8 @@ from gn_spec.checker import reproducer
 from gn_spec.checker.client import Worker
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Outcome, Probe, PropertySpec
-from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report
-from gn_spec.checker.target import UsageError, make_config
+from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
+from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.profiles import PROFILES
 from gn_spec.strategies import Case
 
@@ -56,6 +57,9 @@ class _Tally:
     cases: int = 0
     worst: float | None = None
     worst_units: float | None = None
+    worst_kind: str = ""
+    worst_nonfinite: int = 0
+    worst_case: tuple[Case, str] | None = None  # the case of the worst failing ratio, and its detail
     failures: int = 0
     process_failures: int = 0
     last: tuple[Case, Outcome] | None = None
@@ -75,6 +79,14 @@ def target_score(ratio: float) -> float:
     if not math.isfinite(ratio):
         return 60.0
     return max(-60.0, min(60.0, round(4 * math.log2(ratio)) / 4))
+
+
+def checked_by(spec: PropertySpec, config: CheckConfig) -> list[str]:
+    """What of the target ``spec`` judged under ``config``: its ``checks`` that the API has."""
+    from gn_spec.properties.agreement import has_backward, has_second_order
+
+    able = {"backward": has_backward(config) is None, "second order": has_second_order(config) is None}
+    return [c for c in spec.checks if able.get(c, True)]
 
 
 def property_seed(seed: int, name: str) -> int:
@@ -118,7 +130,9 @@ def run_property(
             if tally.shrink_work > budget.shrink_work:
                 raise _StopShrinking()
         try:
-            outcome = spec.function(probe, case, data.draw)
+            # the judging meets NaN and inf on purpose: no numpy RuntimeWarning may reach the user's console
+            with np.errstate(all="ignore"):
+                outcome = spec.function(probe, case, data.draw)
         except (HypothesisException, _Failed, _StopShrinking, _StopGenerating):
             raise
         except Exception as exc:
@@ -127,6 +141,9 @@ def run_property(
         if outcome.ratio is not None:
             if tally.worst is None or not outcome.ratio <= tally.worst:
                 tally.worst, tally.worst_units = outcome.ratio, outcome.units
+                tally.worst_kind, tally.worst_nonfinite = outcome.kind, outcome.nonfinite
+                if not outcome.ok:
+                    tally.worst_case = (case, outcome.detail + outcome.inputs_note)
             hypothesis.target(target_score(outcome.ratio), label="log2(error / bound)")
         if outcome.ok:
             return
@@ -163,7 +180,10 @@ def run_property(
             cases=tally.cases,
             worst_error=tally.worst,
             worst_error_units=tally.worst_units,
+            worst_error_kind=tally.worst_kind,
+            nonfinite_elements=tally.worst_nonfinite,
             seconds=seconds,
+            checks=checked_by(spec, config),
         )
     case, outcome = tally.last
     found: list[str] = []
@@ -173,6 +193,14 @@ def run_property(
         except Exception as exc:  # diagnosis is a hint; never let it hide the verdict
             found = [f"(no diagnosis: gn_spec.variants raised {exc!r})"]
     script = reproducer.build(config, spec.name, case, outcome.repro or _CALL_ONLY_REPRO)
+    checked = checked_by(spec, config)
+    gradients = checked != ["forward"]
+    described = case.describe(gradients=gradients) + outcome.inputs_note
+    worst_case = None
+    shown = outcome.ratio if outcome.ratio is not None else -math.inf
+    if tally.worst_case is not None and tally.worst is not None and tally.worst > shown:
+        worst, worst_detail = tally.worst_case
+        worst_case = f"{worst.describe(gradients=gradients)} dtype={config.dtype}\n{worst_detail}".rstrip()
     return PropertyResult(
         spec.name,
         spec.summary,
@@ -180,12 +208,16 @@ def run_property(
         cases=tally.cases,
         worst_error=tally.worst,
         worst_error_units=tally.worst_units,
-        counterexample=case.describe() + f" dtype={config.dtype}",
+        worst_error_kind=tally.worst_kind,
+        nonfinite_elements=tally.worst_nonfinite,
+        counterexample=described + f" dtype={config.dtype}",
         reproducer=script,
         message=outcome.message + note,
         detail=outcome.detail,
         diagnosis=found,
         seconds=seconds,
+        checks=checked,
+        worst_case=worst_case,
     )
 
 
@@ -252,6 +284,7 @@ run_check.__signature__ = signature_with_options(run_check, [CONFIG, RUN])  # ty
 
 
 def _progress_line(out: TextIO, i: int, n: int, r: PropertyResult) -> None:
-    worst = "" if r.worst_error is None else f", worst {r.worst_error:.3g} of bound"
+    figure = format_ratio(r.worst_error, r.worst_error_kind)
+    worst = "" if r.worst_error is None else f", worst {figure} of bound"
     out.write(f"[{i:2d}/{n}] {r.name:<34} {r.status:<14} {r.cases:5d} cases{worst} ({r.seconds:.1f} s)\n")
     out.flush()
