@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from gn_spec import _fast, _kernels, _validate
-from gn_spec._validate import Problem
+from gn_spec.reference import fast as _fast
+from gn_spec.reference import precise as _kernels
+from gn_spec.reference import validate as _validate
+from gn_spec.reference.validate import Problem
 
 
 def group_norm(

@@ -26,9 +26,19 @@ import math
 import numpy as np
 from numba import prange
 
-from gn_spec._dd import dd_add, dd_add_d, dd_div, dd_mul, dd_mul_d, dd_rsqrt, fast_two_sum, two_prod, two_sum
-from gn_spec._jit import block_kernel
-from gn_spec._jit import jit as _jit
+from gn_spec.reference.dd import (
+    dd_add,
+    dd_add_d,
+    dd_div,
+    dd_mul,
+    dd_mul_d,
+    dd_rsqrt,
+    fast_two_sum,
+    two_prod,
+    two_sum,
+)
+from gn_spec.reference.jit import block_kernel
+from gn_spec.reference.jit import jit as _jit
 
 # Unit of the dd format, and the safety factor that covers the constants of the dd operations chained to form
 # any one result (each operation's relative error is at most 5 u_dd; no result chains more than 12 of them).

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import prange
 
-from gn_spec._dd import (
+from gn_spec.reference.dd import (
     dd_add,
     dd_add_d,
     dd_mul,
@@ -32,9 +32,9 @@ from gn_spec._dd import (
     fma,
     two_sum,
 )
-from gn_spec._jit import block_kernel
-from gn_spec._jit import jit as _jit
-from gn_spec._kernels import K_OPS, U_DD, _exponent, _mean, _normalizer
+from gn_spec.reference.jit import block_kernel
+from gn_spec.reference.jit import jit as _jit
+from gn_spec.reference.precise import K_OPS, U_DD, _exponent, _mean, _normalizer
 
 # A result is certified when its bound E satisfies E <= CERT * |result| (or E == 0): for a normal result,
 # 2^-55 |y| is below a quarter of ulp(y), which is what faithful rounding of the dd value needs.
