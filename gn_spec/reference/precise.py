@@ -1,77 +1,66 @@
-"""Compiled per-group kernels of the reference (numba, parallel over (sample, group) blocks).
+"""Tier 2 of the reference, the precise tier: an exact block sum, then a second pass over centred values.
 
 Every kernel takes the input viewed as ``(N, G, cpg, S)`` (cpg = channels per group, S = spatial size) and
-works on one (n, g) block at a time. Inside a block the arithmetic is double-double (``_dd``); the only
-rounding a result suffers that is not far below 2^-100 is the final rounding to float64.
+works on one (n, g) block at a time. Inside a block the arithmetic is double-double (``dd``); the only
+rounding a result suffers that is not far below 2^-100 is the final rounding to float64. The fast tier
+(``fast``) hands this tier the blocks it cannot certify (forward and backward); the double backward has no
+fast tier and starts here.
 
-Scaling. A block is first summed as it is; when its largest magnitude lies outside [2^-500, 2^500] it is
-summed again after multiplying by 2^-e1 (exact), so sums can neither overflow nor lose their low parts to
-underflow. Centred values are then scaled by 2^-e2 so that the largest lies in [1/2, 2) before squaring.
-With those two exact scalings ``d_i = (x_i - mu) 2^-(e1+e2)`` and
+Scaling. A block is first summed as it is; when its largest magnitude lies outside the window
+``constants.PRECISE_WINDOW`` ([2^-500, 2^500]) it is summed again after multiplying by 2^-e1 (exact), so
+sums can neither overflow nor lose their low parts to underflow. Centred values are then scaled by 2^-e2 so
+that the largest lies in [1/2, 2) before squaring. With those two exact scalings
+``d_i = (x_i - mu) 2^-(e1+e2)`` and
 
     xhat_i = d_i * rho * 2^kx,        r = 1/sqrt(var + eps) = rho * 2^kr,
 
-where rho is computed from the scaled variance and the scaled eps (see ``_normalizer``).
+where rho is computed from the scaled variance and the scaled eps (see ``scaling.normalizer``).
 
 Certification. Next to each result the kernels evaluate a first-order a-priori bound E on the dd error (before
-the final rounding). When E is not below a quarter ulp of the rounded result the element is counted in
-``uncertified``; the Python layer recomputes such blocks with the exact oracle, so the published results are
-faithful everywhere.
+the final rounding). When E is not below a quarter ulp of the rounded result (``constants.CERT_ULPS``) the
+element is counted in ``uncertified``; the dispatch in ``gn_spec.reference`` recomputes such blocks with the
+exact tier (``exact``), so the published results are faithful everywhere.
 """
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import prange
 
+from gn_spec.reference.constants import (
+    CERT_ULPS,
+    EXP_CLAMP,
+    K_OPS,
+    PRECISE_WINDOW,
+    U_DD,
+    outside,
+    sum_err,
+)
 from gn_spec.reference.dd import (
     dd_add,
     dd_add_d,
     dd_div,
+    dd_mean,
     dd_mul,
     dd_mul_d,
-    dd_rsqrt,
     fast_two_sum,
     two_prod,
     two_sum,
 )
 from gn_spec.reference.jit import block_kernel
 from gn_spec.reference.jit import jit as _jit
+from gn_spec.reference.scaling import exponent, normalizer, scaled, ulp
 
-# Unit of the dd format, and the safety factor that covers the constants of the dd operations chained to form
-# any one result (each operation's relative error is at most 5 u_dd; no result chains more than 12 of them).
-U_DD = 2.0**-104
-K_OPS = 64.0
+#: A block's plain sum: (sh, sl) the dd sum, exact when lost == 0, with the extremes and a finiteness flag.
+RawSum = namedtuple("RawSum", ["sh", "sl", "lost", "amax", "vmin", "vmax", "finite"])
 
-
-@_jit
-def _sum_err(n: float) -> float:
-    """Bound, in units of U_DD times the sum of |terms|, on a compensated dd sum of n terms plus K_OPS.
-
-    The running sums here are Sum2-like (TwoSum on the high part, the errors added into the low part in
-    float64), whose worst-case error is gamma_(n-1)^2 sum |t| ~ (n u)^2 sum |t| = (n^2 / 4) U_DD sum |t|; the
-    (n + 2)^2 / 4 form covers the final renormalization.
-    """
-    return K_OPS + (n + 2.0) ** 2 / 4.0
-
-
-@_jit
-def _exponent(v: float) -> int:
-    """e such that 2^(e-1) <= |v| < 2^e (frexp's exponent); 0 for v == 0."""
-    if v == 0.0:
-        return 0
-    return math.frexp(v)[1]
-
-
-@_jit
-def _ulp(v: float) -> float:
-    """The spacing of float64 at v (2^-1074 at and below the subnormal range)."""
-    e = _exponent(v)
-    if v == 0.0 or e - 53 < -1074:
-        return 2.0**-1074
-    return math.ldexp(1.0, e - 53)
+#: What later passes need about one block (see ``_stats``).
+BlockStats = namedtuple(
+    "BlockStats", ["ok", "p1", "sh", "sl", "fh", "fl", "rho_h", "rho_l", "kx", "kr", "d0", "dr", "const"]
+)
 
 
 @_jit
@@ -104,7 +93,7 @@ def _block_sum(xg, p1: float):
             if v > vmax:
                 vmax = v
     sh, sl = two_sum(s, c)
-    return sh, sl, lost, amax, vmin, vmax, finite
+    return RawSum(sh, sl, lost, amax, vmin, vmax, finite)
 
 
 @_jit
@@ -121,32 +110,32 @@ def _centered(v: float, m: float, sh: float, sl: float, fh: float, fl: float) ->
 
 @_jit
 def _stats(xg, eps: float):
-    """Everything later passes need about one block, as a flat tuple (see the module docstring).
+    """Everything later passes need about one block, as a ``BlockStats`` (see the module docstring).
 
-    Returns (ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const) where p1 = 2^-e1 scales x, (sh, sl)
-    is
-    the scaled sum, (fh, fl) = 2^-e2 / m, ok is False for a block holding NaN or inf (its outputs are NaN),
-    d0 > 0 says the block sum is inexact (the caller then falls back to the exact oracle), dr bounds the
-    relative error of rho, and const is True when every value of the block is equal (var is exactly 0).
+    p1 = 2^-e1 scales x, (sh, sl) is the scaled sum, (fh, fl) = 2^-e2 / m, (rho_h, rho_l), kx and kr as in
+    the module docstring; ok is False for a block holding NaN or inf (its outputs are NaN), d0 > 0 says the
+    block sum is inexact (the kernels then hand the whole block to the exact tier), dr bounds the relative
+    error of rho, and const is True when every value of the block is equal (var is exactly 0).
     """
     cpg, S = xg.shape
     m = float(cpg * S)
     p1 = 1.0
-    sh, sl, lost, amax, vmin, vmax, finite = _block_sum(xg, p1)
-    if not finite:
-        return False, p1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, False
+    raw = _block_sum(xg, p1)
+    if not raw.finite:
+        return BlockStats(False, p1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, False)
     e1 = 0
-    if not np.isfinite(sh) or amax > 2.0**500 or (0.0 < amax < 2.0**-500):
-        e1 = min(max(_exponent(amax), -1000), 1000)
+    if not np.isfinite(raw.sh) or outside(raw.amax, PRECISE_WINDOW):
+        e1 = min(max(exponent(raw.amax), -EXP_CLAMP), EXP_CLAMP)
         p1 = math.ldexp(1.0, -e1)
-        sh, sl, lost, amax, vmin, vmax, finite = _block_sum(xg, p1)
+        raw = _block_sum(xg, p1)
+    sh, sl, vmin, vmax = raw.sh, raw.sl, raw.vmin, raw.vmax
     const = vmin == vmax
     if const and eps == 0.0:  # 0/0: the block's outputs are undefined (NaN)
-        return False, p1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, False
+        return BlockStats(False, p1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, False)
     # Largest centred magnitude (from the extremes; halved first so the difference cannot overflow).
     mu = sh / m
     dmax = 2.0 * max(0.5 * vmax - 0.5 * mu, 0.5 * mu - 0.5 * vmin)
-    e2 = 0 if const else min(max(_exponent(dmax), -1000), 1000)
+    e2 = 0 if const else min(max(exponent(dmax), -EXP_CLAMP), EXP_CLAMP)
     fh, fl = dd_div(math.ldexp(1.0, -e2), 0.0, m, 0.0)
     # Second pass: variance of the scaled centred values (a sum of positive dd squares).
     qh = 0.0
@@ -160,33 +149,13 @@ def _stats(xg, eps: float):
                 ql += e + tl
         qh, ql = fast_two_sum(qh, ql)
     vh, vl = dd_mul(qh, ql, 1.0 / m, 0.0) if m == 1.0 else dd_div(qh, ql, m, 0.0)
-    rho_h, rho_l, kx = _normalizer(vh, vl, eps, e1 + e2)
+    rho_h, rho_l, kx = normalizer(vh, vl, eps, e1 + e2)
     kr = kx - e1 - e2
     # Error bookkeeping for certification: d0 > 0 flags an inexact block sum (the caller falls back to the
     # exact oracle); dr bounds the relative error of rho (the variance sums m positive dd terms).
-    d0 = lost
-    dr = _sum_err(m) * U_DD
-    return True, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const
-
-
-@_jit
-def _normalizer(vh: float, vl: float, eps: float, e: int):
-    """rho and kx with 1/sqrt(var + eps) = rho * 2^(kx - e), given the variance v of values scaled by 2^-e.
-
-    The scaled eps is eps * 2^-2e. When it would exceed 2^900 the (scaled) variance, at most 4, is below
-    2^-898 of it and is dropped: rho = 1/sqrt(eps) and kx = e; likewise when the variance is exactly 0 (a
-    constant block, whose scaled eps could underflow). Otherwise rho = 1/sqrt(v + eps 2^-2e), kx = 0.
-    eps = 0 with a zero variance gives rho = inf (the result is undefined; outputs become NaN).
-    """
-    if eps > 0.0 and (vh == 0.0 or _exponent(eps) - 2 * e > 900):
-        rh, rl = dd_rsqrt(eps, 0.0)
-        return rh, rl, e
-    es = math.ldexp(eps, -2 * e)
-    wh, wl = dd_add_d(vh, vl, es)
-    if wh <= 0.0:
-        return np.inf, 0.0, 0
-    rh, rl = dd_rsqrt(wh, wl)
-    return rh, rl, 0
+    d0 = raw.lost
+    dr = sum_err(m, 0.0) * U_DD
+    return BlockStats(True, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const)
 
 
 @block_kernel
@@ -200,7 +169,9 @@ def forward_kernel(x, w, b, eps, y, uncertified, todo):
         if not todo[n, g]:
             continue
         xg = x[n, g]
-        ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const = _stats(xg, eps)
+        st = _stats(xg, eps)
+        ok, p1, sh, sl, fh, fl = st.ok, st.p1, st.sh, st.sl, st.fh, st.fl
+        rho_h, rho_l, kx, dr, const = st.rho_h, st.rho_l, st.kx, st.dr, st.const
         bad = 0
         for j in range(cpg):
             c = g * cpg + j
@@ -228,8 +199,8 @@ def forward_kernel(x, w, b, eps, y, uncertified, todo):
                 err = abs(wc) * exh + 4.0 * U_DD * (abs(ph) + abs(bc))
                 if not _certified(err, out):
                     bad += 1
-        # An inexact block sum shifts every centred value; such rare blocks go to the exact oracle whole.
-        uncertified[n, g] = bad if d0 == 0.0 or not ok else cpg * S
+        # An inexact block sum shifts every centred value; such rare blocks go to the exact tier whole.
+        uncertified[n, g] = bad if st.d0 == 0.0 or not ok else cpg * S
 
 
 @_jit
@@ -237,21 +208,6 @@ def _acc(sh: float, sl: float, th: float, tl: float) -> tuple[float, float]:
     """Neumaier accumulation of the dd term t into the running dd sum s (error ~ count * u^2 * sum |t|)."""
     s, e = two_sum(sh, th)
     return s, sl + (e + tl)
-
-
-@_jit
-def _mean(sh: float, sl: float, m: float) -> tuple[float, float]:
-    """s / m in dd."""
-    sh, sl = fast_two_sum(sh, sl)
-    return dd_div(sh, sl, m, 0.0)
-
-
-@_jit
-def _scaled(h: float, l: float, k: int) -> tuple[float, float]:
-    """(h + l) * 2^k, exact barring over- or underflow."""
-    if k == 0:
-        return h, l
-    return math.ldexp(h, k), math.ldexp(l, k)
 
 
 @_jit
@@ -278,7 +234,7 @@ def _certified(err: float, out: float) -> bool:
     """
     if np.isinf(out):
         return True
-    return err == 0.0 or err < 0.25 * _ulp(out)
+    return err == 0.0 or err < CERT_ULPS * ulp(out)
 
 
 @block_kernel
@@ -300,7 +256,9 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
             continue
         xg = x[n, g]
         dyg = dy[n, g]
-        ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const = _stats(xg, eps)
+        st = _stats(xg, eps)
+        ok, p1, sh, sl, fh, fl = st.ok, st.p1, st.sh, st.sl, st.fh, st.fl
+        rho_h, rho_l, kx, kr, dr, const = st.rho_h, st.rho_l, st.kx, st.kr, st.dr, st.const
         # Pass A: the block sums.
         sgh = sgl = sgdh = sgdl = sdh = sdl = 0.0
         ag = agd = ad = 0.0
@@ -337,31 +295,31 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
                 cdh = np.nan
             # sum dy xhat = rho 2^kx sum dy d
             qh, ql = dd_mul(cdh, cdl, rho_h, rho_l)
-            qh, ql = _scaled(qh, ql, kx)
+            qh, ql = scaled(qh, ql, kx)
             part[n, c, 0] = qh
             part[n, c, 1] = ql
             part[n, c, 2] = cyh
             part[n, c, 3] = cyl
-            part_err[n, c, 0] = math.ldexp(acd * abs(rho_h), kx) * (_sum_err(S) * U_DD + dr)
-            part_err[n, c, 1] = acy * _sum_err(S) * U_DD
+            part_err[n, c, 0] = math.ldexp(acd * abs(rho_h), kx) * (sum_err(S, 0.0) * U_DD + dr)
+            part_err[n, c, 1] = acy * sum_err(S, 0.0) * U_DD
         if not finite:
             for j in range(cpg):
                 for i in range(S):
                     dx[n, g, j, i] = np.nan
             uncertified[n, g] = 0
             continue
-        gbh, gbl = _mean(sgh, sgl, m)
+        gbh, gbl = dd_mean(sgh, sgl, m)
         # K = mean((g - mean g) d) = (sum g d - mean(g) sum d) / m
         th, tl = dd_mul(gbh, gbl, sdh, sdl)
         th, tl = dd_add(sgdh, sgdl, -th, -tl)
-        kh, kl = _mean(th, tl, m)
+        kh, kl = dd_mean(th, tl, m)
         # Q = K rho^2 2^(2 kx): the coefficient of d_i in the bracket.
         qh, ql = dd_mul(rho_h, rho_l, rho_h, rho_l)
         qh, ql = dd_mul(qh, ql, kh, kl)
-        qh, ql = _scaled(qh, ql, 2 * kx)
+        qh, ql = scaled(qh, ql, 2 * kx)
         # Bound on the error of Q (relative error of rho^2 plus the error of K's sums).
         mg = ag / m
-        kerr = _sum_err(m) * U_DD * (agd + abs(gbh) * ad) / m
+        kerr = sum_err(m, 0.0) * U_DD * (agd + abs(gbh) * ad) / m
         qabs = math.ldexp(rho_h * rho_h, 2 * kx)
         eq = abs(qh) * (2.0 * dr + K_OPS * U_DD) + qabs * kerr
         bad = 0
@@ -380,11 +338,11 @@ def backward_kernel(dy, x, w, eps, dx, part, part_err, uncertified, todo):
                 oh, ol = dd_mul(th, tl, rho_h, rho_l)
                 out = math.ldexp(_round_dd(oh, ol), kr)
                 dx[n, g, j, i] = out
-                et = _sum_err(m) * U_DD * (abs(gh) + mg) + abs(dh) * eq + K_OPS * U_DD * abs(ph)
+                et = sum_err(m, 0.0) * U_DD * (abs(gh) + mg) + abs(dh) * eq + K_OPS * U_DD * abs(ph)
                 err = math.ldexp(rho_h * (et + abs(th) * (K_OPS * U_DD + dr)), kr)
                 if not _certified(err, out):
                     bad += 1
-        uncertified[n, g] = bad if d0 == 0.0 else cpg * S
+        uncertified[n, g] = bad if st.d0 == 0.0 else cpg * S
 
 
 @_jit
@@ -397,7 +355,7 @@ def reduce_parts(part, part_err, out, out_err):
             e = 0.0
             for n in range(N):
                 sh, sl = _acc(sh, sl, part[n, c, 2 * k], part[n, c, 2 * k + 1])
-                e += part_err[n, c, k] + _sum_err(N) * U_DD * abs(part[n, c, 2 * k])
+                e += part_err[n, c, k] + sum_err(N, 0.0) * U_DD * abs(part[n, c, 2 * k])
             out[c, k] = sh + sl
             out_err[c, k] = e
 
@@ -418,13 +376,32 @@ def _centred_mean(sums, mags, k: int, kd: int, mean_h: float, mean_l: float, m: 
     """
     th, tl = dd_mul(mean_h, mean_l, sums[2 * kd], sums[2 * kd + 1])
     th, tl = dd_add(sums[2 * k], sums[2 * k + 1], -th, -tl)
-    kh, kl = _mean(th, tl, m)
-    err = _sum_err(m) * U_DD * (mags[k] + abs(mean_h) * mags[kd]) / m
+    kh, kl = dd_mean(th, tl, m)
+    err = sum_err(m, 0.0) * U_DD * (mags[k] + abs(mean_h) * mags[kd]) / m
     return kh, kl, err
 
 
 # Indices of the block sums of the double backward (dd pairs in `sums`, magnitudes in `mags`).
 _H, _G, _D, _HD, _GD, _HG, _V, _VD = 0, 1, 2, 3, 4, 5, 6, 7
+# Indices of the per-(n, c) partials of its grad_weight (dd pairs in `part`, magnitudes in `part_err`).
+_DYH, _DY, _DYD = 0, 1, 2  # sum dy h, sum dy, sum dy d
+
+#: The per-block coefficients of the double backward's closed forms, with their error bounds (``e_*``):
+#: the means of h, g, v; K_h, K_g, K_v; R2 K_h, R2 K_v; and 3 R2 K_h K_g - Cov (``co``).
+DoubleBackwardCoefficients = namedtuple(
+    "DoubleBackwardCoefficients",
+    [
+        "hbh", "hbl", "e_hb", "gbh", "gbl", "e_gb", "vbh", "vbl", "e_vb",
+        "khh", "khl", "e_kh", "kgh", "kgl", "e_kg",
+        "rkh", "rkl", "e_rkh", "rvh", "rvl", "e_rkv", "coh", "col", "e_co",
+    ],
+)
+
+
+@_jit
+def _pair_mean(sums, k: int, m: float) -> tuple[float, float]:
+    """The k-th dd pair of ``sums`` divided by m, in dd."""
+    return dd_mean(sums[2 * k], sums[2 * k + 1], m)
 
 
 @block_kernel
@@ -440,17 +417,17 @@ def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err,
         grad_weight_c = sum over (n, i in c) of r dy_i ((h_i - mean h) - d_i R2 K_h)
 
     (SPEC.md derives these from the forward definition; derivations/ proves them.) part[n, c] holds the
-    per-(n, c) dd partial of grad_weight, part_err[n, c] its error bound.
+    per-(n, c) dd partial of grad_weight, part_err[n, c] its error bound. Per block: the sums
+    (``_double_backward_sums``), the coefficients (``_double_backward_coefficients``), the per-element
+    outputs (``_double_backward_outputs``), the grad_weight partials (``_double_backward_weight``).
     """
     N, G, cpg, S = x.shape
     m = float(cpg * S)
-    KU = K_OPS * U_DD
     for ng in prange(N * G):
         n = ng // G
         g = ng % G
-        xg = x[n, g]
-        ok, p1, sh, sl, fh, fl, rho_h, rho_l, kx, kr, d0, dr, const = _stats(xg, eps)
-        if m == 1.0 and ok and np.isfinite(dy[n, g, 0, 0]) and np.isfinite(hh[n, g, 0, 0]):
+        st = _stats(x[n, g], eps)
+        if m == 1.0 and st.ok and np.isfinite(dy[n, g, 0, 0]) and np.isfinite(hh[n, g, 0, 0]):
             # One element per group: every centred quantity is exactly 0, so (derivations, m = 1 identity)
             # grad_grad_output = ggb_c, grad_x = 0 and the block adds 0 to grad_weight, all exact.
             ggo[n, g, 0, 0] = ggb[g]
@@ -461,59 +438,9 @@ def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err,
                 part_err[n, g, k] = 0.0
             uncertified[n, g] = 0
             continue
-        sums = np.zeros(16)
-        mags = np.zeros(8)
-        finite = ok
-        for j in range(cpg):
-            c = g * cpg + j
-            wc = w[c]
-            wv = ggw[c]
-            csum = np.zeros(6)
-            cmag = np.zeros(3)
-            for i in range(S):
-                t = dy[n, g, j, i]
-                h = hh[n, g, j, i]
-                if not (np.isfinite(t) and np.isfinite(h)):
-                    finite = False
-                if const:
-                    dh = dl = 0.0
-                else:
-                    dh, dl = _centered(xg[j, i] * p1, m, sh, sl, fh, fl)
-                gh, gl = two_prod(wc, t)
-                vh, vl = two_prod(wv, t)
-                _acc_at(sums, _H, h, 0.0)
-                _acc_at(sums, _G, gh, gl)
-                _acc_at(sums, _D, dh, dl)
-                ph, pl = dd_mul_d(dh, dl, h)
-                _acc_at(sums, _HD, ph, pl)
-                mags[_HD] += abs(ph)
-                ph, pl = dd_mul(gh, gl, dh, dl)
-                _acc_at(sums, _GD, ph, pl)
-                mags[_GD] += abs(ph)
-                ph, pl = dd_mul_d(gh, gl, h)
-                _acc_at(sums, _HG, ph, pl)
-                mags[_HG] += abs(ph)
-                _acc_at(sums, _V, vh, vl)
-                ph, pl = dd_mul(vh, vl, dh, dl)
-                _acc_at(sums, _VD, ph, pl)
-                mags[_VD] += abs(ph)
-                mags[_H] += abs(h)
-                mags[_G] += abs(gh)
-                mags[_D] += abs(dh)
-                mags[_V] += abs(vh)
-                # per-channel partials of grad_weight: sum dy h, sum dy, sum dy d
-                ph, pl = two_prod(t, h)
-                _acc_at(csum, 0, ph, pl)
-                cmag[0] += abs(ph)
-                _acc_at(csum, 1, t, 0.0)
-                cmag[1] += abs(t)
-                ph, pl = dd_mul_d(dh, dl, t)
-                _acc_at(csum, 2, ph, pl)
-                cmag[2] += abs(ph)
-            for k in range(6):
-                part[n, c, k] = csum[k]
-            for k in range(3):
-                part_err[n, c, k] = cmag[k]
+        sums, mags, finite = _double_backward_sums(
+            hh[n, g], ggw, dy[n, g], x[n, g], w, g, st, part[n], part_err[n]
+        )
         if not finite:
             for j in range(cpg):
                 for i in range(S):
@@ -523,121 +450,230 @@ def double_backward_kernel(hh, ggw, ggb, dy, x, w, eps, ggo, gx, part, part_err,
                     part[n, g * cpg + j, k] = np.nan
             uncertified[n, g] = 0
             continue
-        us = _sum_err(m) * U_DD  # relative error of a block sum, per unit of its magnitude
-        hbh, hbl = _mean(sums[0], sums[1], m)
-        gbh, gbl = _mean(sums[2], sums[3], m)
-        vbh, vbl = _mean(sums[12], sums[13], m)
-        e_hb = us * mags[_H] / m
-        e_gb = us * mags[_G] / m
-        e_vb = us * mags[_V] / m
-        khh, khl, e_kh = _centred_mean(sums, mags, _HD, _D, hbh, hbl, m)
-        kgh, kgl, e_kg = _centred_mean(sums, mags, _GD, _D, gbh, gbl, m)
-        kvh, kvl, e_kv = _centred_mean(sums, mags, _VD, _D, vbh, vbl, m)
-        ch, cl = dd_mul(hbh, hbl, gbh, gbl)
-        mh, ml = _mean(sums[10], sums[11], m)
-        ch, cl = dd_add(mh, ml, -ch, -cl)  # Cov = mean(h g) - mean(h) mean(g)
-        e_cov = us * (mags[_HG] / m + abs(hbh * gbh))
-        # R2 = rho^2 2^(2 kx) multiplies K_h and K_v before the power of two is applied: in a constant
-        # block K = 0 while 2^(2 kx) alone may overflow.
-        r2h, r2l = dd_mul(rho_h, rho_l, rho_h, rho_l)
-        a_abs = math.ldexp(r2h, 2 * kx)
-        # R2 K_h, R2 K_v, and 3 R2 K_h K_g - Cov
-        rkh, rkl = dd_mul(r2h, r2l, khh, khl)
-        rkh, rkl = _scaled(rkh, rkl, 2 * kx)
-        e_rkh = abs(rkh) * (2.0 * dr + KU) + (a_abs * e_kh if e_kh > 0.0 else 0.0)
-        rvh, rvl = dd_mul(r2h, r2l, kvh, kvl)
-        rvh, rvl = _scaled(rvh, rvl, 2 * kx)
-        e_rkv = abs(rvh) * (2.0 * dr + KU) + (a_abs * e_kv if e_kv > 0.0 else 0.0)
-        th, tl = dd_mul(rkh, rkl, kgh, kgl)
-        th, tl = dd_mul_d(th, tl, 3.0)
-        e_t = abs(th) * KU + 3.0 * (abs(kgh) * e_rkh + abs(rkh) * e_kg)
-        coh, col = dd_add(th, tl, -ch, -cl)
-        e_co = e_t + e_cov + KU * (abs(th) + abs(ch))
-        bad = 0
-        for j in range(cpg):
-            c = g * cpg + j
-            wc = w[c]
-            wv = ggw[c]
-            bc = ggb[c]
-            for i in range(S):
-                t = dy[n, g, j, i]
-                h = hh[n, g, j, i]
-                if const:
-                    dh = dl = 0.0
-                else:
-                    dh, dl = _centered(xg[j, i] * p1, m, sh, sl, fh, fl)
-                ad = abs(dh)
-                # grad_grad_output
-                uh, ul = dd_add_d(-hbh, -hbl, h)  # h - mean h
-                ph, pl = dd_mul(dh, dl, rkh, rkl)
-                Th, Tl = dd_add(uh, ul, -ph, -pl)
-                e_T = KU * (abs(h) + abs(ph)) + e_hb + ad * e_rkh
-                ph, pl = dd_mul(Th, Tl, rho_h, rho_l)
-                ph, pl = dd_mul_d(ph, pl, wc)
-                t1h, t1l = _scaled(ph, pl, kr)
-                e1 = math.ldexp(abs(wc) * rho_h * (e_T + abs(Th) * (dr + KU)), kr)
-                ph, pl = dd_mul(dh, dl, rho_h, rho_l)
-                ph, pl = dd_mul_d(ph, pl, wv)
-                t2h, t2l = _scaled(ph, pl, kx)
-                e2 = abs(t2h) * (KU + dr)
-                oh, ol = _add_out(t1h, t1l, t2h, t2l)
-                oh, ol = _add_out(oh, ol, bc, 0.0)
-                out = _round_dd(oh, ol)
-                ggo[n, g, j, i] = out
-                err = e1 + e2 + KU * (abs(t1h) + abs(t2h) + abs(bc))
-                cert = _certified(err, out)
-                # grad_x: B = d (3 R2 Kh Kg - Cov) - (h - mean h) K_g - (g - mean g) K_h
-                gh, gl = two_prod(wc, t)
-                bh, bl = dd_mul(dh, dl, coh, col)
-                ph, pl = dd_mul(uh, ul, kgh, kgl)
-                bh, bl = dd_add(bh, bl, -ph, -pl)
-                qh, ql = dd_add(gh, gl, -gbh, -gbl)  # g - mean g
-                ph, pl = dd_mul(qh, ql, khh, khl)
-                bh, bl = dd_add(bh, bl, -ph, -pl)
-                e_B = (
-                    ad * e_co
-                    + abs(uh) * e_kg
-                    + e_hb * abs(kgh)
-                    + abs(qh) * e_kh
-                    + e_gb * abs(khh)
-                    + KU * (ad * abs(coh) + (abs(h) + abs(hbh)) * abs(kgh) + (abs(gh) + abs(gbh)) * abs(khh))
-                )
-                ph, pl = dd_mul(rho_h, rho_l, rho_h, rho_l)
-                ph, pl = dd_mul(ph, pl, rho_h, rho_l)
-                ph, pl = dd_mul(ph, pl, bh, bl)
-                s1h, s1l = _scaled(ph, pl, 2 * kr + kx)
-                e_s1 = math.ldexp(rho_h**3 * (e_B + abs(bh) * (3.0 * dr + KU)), 2 * kr + kx)
-                # second part: (v - mean v) - d R2 K_v
-                vh, vl = two_prod(wv, t)
-                vh, vl = dd_add(vh, vl, -vbh, -vbl)
-                ph, pl = dd_mul(dh, dl, rvh, rvl)
-                Vh, Vl = dd_add(vh, vl, -ph, -pl)
-                e_V = KU * (abs(vh) + abs(ph)) + e_vb + ad * e_rkv
-                ph, pl = dd_mul(Vh, Vl, rho_h, rho_l)
-                s2h, s2l = _scaled(ph, pl, kr)
-                e_s2 = math.ldexp(rho_h * (e_V + abs(Vh) * (dr + KU)), kr)
-                oh, ol = _add_out(s1h, s1l, s2h, s2l)
-                out = _round_dd(oh, ol)
-                gx[n, g, j, i] = out
-                err = e_s1 + e_s2 + KU * (abs(s1h) + abs(s2h))
-                if not (cert and _certified(err, out)):
-                    bad += 1
-        # grad_weight partials: r [sum dy h - mean(h) sum dy - R2 K_h sum dy d]
-        for j in range(cpg):
-            c = g * cpg + j
-            ph, pl = dd_mul(hbh, hbl, part[n, c, 2], part[n, c, 3])
-            Ph, Pl = dd_add(part[n, c, 0], part[n, c, 1], -ph, -pl)
-            qh, ql = dd_mul(rkh, rkl, part[n, c, 4], part[n, c, 5])
-            Ph, Pl = dd_add(Ph, Pl, -qh, -ql)
-            e_P = (
-                _sum_err(S) * U_DD * (part_err[n, c, 0] + abs(hbh) * part_err[n, c, 1])
-                + e_hb * part_err[n, c, 1]
-                + abs(rkh) * _sum_err(S) * U_DD * part_err[n, c, 2]
-                + e_rkh * part_err[n, c, 2]
+        co = _double_backward_coefficients(sums, mags, st, m)
+        bad = _double_backward_outputs(
+            hh[n, g], ggw, ggb, dy[n, g], x[n, g], w, g, st, co, ggo[n, g], gx[n, g]
+        )
+        _double_backward_weight(g, cpg, S, st, co, part[n], part_err[n])
+        uncertified[n, g] = bad if st.d0 == 0.0 else cpg * S
+
+
+@_jit
+def _double_backward_sums(hg, ggw, dyg, xg, w, g, st, part, part_err):
+    """Pass A over one block: its dd sums (``_H`` .. ``_VD``) with their magnitudes, and into part[c] and
+    part_err[c] (c the block's channels) the per-channel dd sums ``_DYH``, ``_DY``, ``_DYD`` and magnitudes.
+
+    Returns (sums, mags, finite); finite is False when the block or its cotangents hold NaN or inf.
+    """
+    cpg, S = xg.shape
+    m = float(cpg * S)
+    p1, sh, sl, fh, fl = st.p1, st.sh, st.sl, st.fh, st.fl
+    sums = np.zeros(16)
+    mags = np.zeros(8)
+    finite = st.ok
+    for j in range(cpg):
+        c = g * cpg + j
+        wc = w[c]
+        wv = ggw[c]
+        csum = np.zeros(6)
+        cmag = np.zeros(3)
+        for i in range(S):
+            t = dyg[j, i]
+            h = hg[j, i]
+            if not (np.isfinite(t) and np.isfinite(h)):
+                finite = False
+            if st.const:
+                dh = dl = 0.0
+            else:
+                dh, dl = _centered(xg[j, i] * p1, m, sh, sl, fh, fl)
+            gh, gl = two_prod(wc, t)
+            vh, vl = two_prod(wv, t)
+            _acc_at(sums, _H, h, 0.0)
+            _acc_at(sums, _G, gh, gl)
+            _acc_at(sums, _D, dh, dl)
+            ph, pl = dd_mul_d(dh, dl, h)
+            _acc_at(sums, _HD, ph, pl)
+            mags[_HD] += abs(ph)
+            ph, pl = dd_mul(gh, gl, dh, dl)
+            _acc_at(sums, _GD, ph, pl)
+            mags[_GD] += abs(ph)
+            ph, pl = dd_mul_d(gh, gl, h)
+            _acc_at(sums, _HG, ph, pl)
+            mags[_HG] += abs(ph)
+            _acc_at(sums, _V, vh, vl)
+            ph, pl = dd_mul(vh, vl, dh, dl)
+            _acc_at(sums, _VD, ph, pl)
+            mags[_VD] += abs(ph)
+            mags[_H] += abs(h)
+            mags[_G] += abs(gh)
+            mags[_D] += abs(dh)
+            mags[_V] += abs(vh)
+            ph, pl = two_prod(t, h)
+            _acc_at(csum, _DYH, ph, pl)
+            cmag[_DYH] += abs(ph)
+            _acc_at(csum, _DY, t, 0.0)
+            cmag[_DY] += abs(t)
+            ph, pl = dd_mul_d(dh, dl, t)
+            _acc_at(csum, _DYD, ph, pl)
+            cmag[_DYD] += abs(ph)
+        for k in range(6):
+            part[c, k] = csum[k]
+        for k in range(3):
+            part_err[c, k] = cmag[k]
+    return sums, mags, finite
+
+
+@_jit
+def _double_backward_coefficients(sums, mags, st, m: float):
+    """The block's ``DoubleBackwardCoefficients`` from its sums (see ``double_backward_kernel``)."""
+    KU = K_OPS * U_DD
+    dr, kx = st.dr, st.kx
+    us = sum_err(m, 0.0) * U_DD  # relative error of a block sum, per unit of its magnitude
+    hbh, hbl = _pair_mean(sums, _H, m)
+    gbh, gbl = _pair_mean(sums, _G, m)
+    vbh, vbl = _pair_mean(sums, _V, m)
+    e_hb = us * mags[_H] / m
+    e_gb = us * mags[_G] / m
+    e_vb = us * mags[_V] / m
+    khh, khl, e_kh = _centred_mean(sums, mags, _HD, _D, hbh, hbl, m)
+    kgh, kgl, e_kg = _centred_mean(sums, mags, _GD, _D, gbh, gbl, m)
+    kvh, kvl, e_kv = _centred_mean(sums, mags, _VD, _D, vbh, vbl, m)
+    ch, cl = dd_mul(hbh, hbl, gbh, gbl)
+    mh, ml = _pair_mean(sums, _HG, m)
+    ch, cl = dd_add(mh, ml, -ch, -cl)  # Cov = mean(h g) - mean(h) mean(g)
+    e_cov = us * (mags[_HG] / m + abs(hbh * gbh))
+    # R2 = rho^2 2^(2 kx) multiplies K_h and K_v before the power of two is applied: in a constant
+    # block K = 0 while 2^(2 kx) alone may overflow.
+    r2h, r2l = dd_mul(st.rho_h, st.rho_l, st.rho_h, st.rho_l)
+    a_abs = math.ldexp(r2h, 2 * kx)
+    # R2 K_h, R2 K_v, and 3 R2 K_h K_g - Cov
+    rkh, rkl = dd_mul(r2h, r2l, khh, khl)
+    rkh, rkl = scaled(rkh, rkl, 2 * kx)
+    e_rkh = abs(rkh) * (2.0 * dr + KU) + (a_abs * e_kh if e_kh > 0.0 else 0.0)
+    rvh, rvl = dd_mul(r2h, r2l, kvh, kvl)
+    rvh, rvl = scaled(rvh, rvl, 2 * kx)
+    e_rkv = abs(rvh) * (2.0 * dr + KU) + (a_abs * e_kv if e_kv > 0.0 else 0.0)
+    th, tl = dd_mul(rkh, rkl, kgh, kgl)
+    th, tl = dd_mul_d(th, tl, 3.0)
+    e_t = abs(th) * KU + 3.0 * (abs(kgh) * e_rkh + abs(rkh) * e_kg)
+    coh, col = dd_add(th, tl, -ch, -cl)
+    e_co = e_t + e_cov + KU * (abs(th) + abs(ch))
+    return DoubleBackwardCoefficients(
+        hbh, hbl, e_hb, gbh, gbl, e_gb, vbh, vbl, e_vb,
+        khh, khl, e_kh, kgh, kgl, e_kg,
+        rkh, rkl, e_rkh, rvh, rvl, e_rkv, coh, col, e_co,
+    )  # fmt: skip
+
+
+@_jit
+def _double_backward_outputs(hg, ggw, ggb, dyg, xg, w, g, st, co, ggo, gx) -> int:
+    """grad_grad_output and grad_x of one block (ggo, gx: its (cpg, S) views); the count uncertified."""
+    cpg, S = xg.shape
+    m = float(cpg * S)
+    KU = K_OPS * U_DD
+    p1, sh, sl, fh, fl = st.p1, st.sh, st.sl, st.fh, st.fl
+    rho_h, rho_l, kx, kr, dr = st.rho_h, st.rho_l, st.kx, st.kr, st.dr
+    hbh, hbl, e_hb, gbh, gbl, e_gb = co.hbh, co.hbl, co.e_hb, co.gbh, co.gbl, co.e_gb
+    vbh, vbl, e_vb = co.vbh, co.vbl, co.e_vb
+    khh, khl, e_kh, kgh, kgl, e_kg = co.khh, co.khl, co.e_kh, co.kgh, co.kgl, co.e_kg
+    rkh, rkl, e_rkh, rvh, rvl, e_rkv = co.rkh, co.rkl, co.e_rkh, co.rvh, co.rvl, co.e_rkv
+    coh, col, e_co = co.coh, co.col, co.e_co
+    bad = 0
+    for j in range(cpg):
+        c = g * cpg + j
+        wc = w[c]
+        wv = ggw[c]
+        bc = ggb[c]
+        for i in range(S):
+            t = dyg[j, i]
+            h = hg[j, i]
+            if st.const:
+                dh = dl = 0.0
+            else:
+                dh, dl = _centered(xg[j, i] * p1, m, sh, sl, fh, fl)
+            ad = abs(dh)
+            # grad_grad_output
+            uh, ul = dd_add_d(-hbh, -hbl, h)  # h - mean h
+            ph, pl = dd_mul(dh, dl, rkh, rkl)
+            Th, Tl = dd_add(uh, ul, -ph, -pl)
+            e_T = KU * (abs(h) + abs(ph)) + e_hb + ad * e_rkh
+            ph, pl = dd_mul(Th, Tl, rho_h, rho_l)
+            ph, pl = dd_mul_d(ph, pl, wc)
+            t1h, t1l = scaled(ph, pl, kr)
+            e1 = math.ldexp(abs(wc) * rho_h * (e_T + abs(Th) * (dr + KU)), kr)
+            ph, pl = dd_mul(dh, dl, rho_h, rho_l)
+            ph, pl = dd_mul_d(ph, pl, wv)
+            t2h, t2l = scaled(ph, pl, kx)
+            e2 = abs(t2h) * (KU + dr)
+            oh, ol = _add_out(t1h, t1l, t2h, t2l)
+            oh, ol = _add_out(oh, ol, bc, 0.0)
+            out = _round_dd(oh, ol)
+            ggo[j, i] = out
+            err = e1 + e2 + KU * (abs(t1h) + abs(t2h) + abs(bc))
+            cert = _certified(err, out)
+            # grad_x: B = d (3 R2 Kh Kg - Cov) - (h - mean h) K_g - (g - mean g) K_h
+            gh, gl = two_prod(wc, t)
+            bh, bl = dd_mul(dh, dl, coh, col)
+            ph, pl = dd_mul(uh, ul, kgh, kgl)
+            bh, bl = dd_add(bh, bl, -ph, -pl)
+            qh, ql = dd_add(gh, gl, -gbh, -gbl)  # g - mean g
+            ph, pl = dd_mul(qh, ql, khh, khl)
+            bh, bl = dd_add(bh, bl, -ph, -pl)
+            e_B = (
+                ad * e_co
+                + abs(uh) * e_kg
+                + e_hb * abs(kgh)
+                + abs(qh) * e_kh
+                + e_gb * abs(khh)
+                + KU * (ad * abs(coh) + (abs(h) + abs(hbh)) * abs(kgh) + (abs(gh) + abs(gbh)) * abs(khh))
             )
-            ph, pl = dd_mul(Ph, Pl, rho_h, rho_l)
-            ph, pl = _scaled(ph, pl, kr)
-            part[n, c, 0] = ph
-            part[n, c, 1] = pl
-            part_err[n, c, 0] = math.ldexp(rho_h * (e_P + abs(Ph) * (dr + KU)), kr)
-        uncertified[n, g] = bad if d0 == 0.0 else cpg * S
+            ph, pl = dd_mul(rho_h, rho_l, rho_h, rho_l)
+            ph, pl = dd_mul(ph, pl, rho_h, rho_l)
+            ph, pl = dd_mul(ph, pl, bh, bl)
+            s1h, s1l = scaled(ph, pl, 2 * kr + kx)
+            e_s1 = math.ldexp(rho_h**3 * (e_B + abs(bh) * (3.0 * dr + KU)), 2 * kr + kx)
+            # second part: (v - mean v) - d R2 K_v
+            vh, vl = two_prod(wv, t)
+            vh, vl = dd_add(vh, vl, -vbh, -vbl)
+            ph, pl = dd_mul(dh, dl, rvh, rvl)
+            Vh, Vl = dd_add(vh, vl, -ph, -pl)
+            e_V = KU * (abs(vh) + abs(ph)) + e_vb + ad * e_rkv
+            ph, pl = dd_mul(Vh, Vl, rho_h, rho_l)
+            s2h, s2l = scaled(ph, pl, kr)
+            e_s2 = math.ldexp(rho_h * (e_V + abs(Vh) * (dr + KU)), kr)
+            oh, ol = _add_out(s1h, s1l, s2h, s2l)
+            out = _round_dd(oh, ol)
+            gx[j, i] = out
+            err = e_s1 + e_s2 + KU * (abs(s1h) + abs(s2h))
+            if not (cert and _certified(err, out)):
+                bad += 1
+    return bad
+
+
+@_jit
+def _double_backward_weight(g, cpg, S, st, co, part, part_err) -> None:
+    """Finish the block's grad_weight partials in place: r [sum dy h - mean(h) sum dy - R2 K_h sum dy d].
+
+    part, part_err: the sample's (C, 6) and (C, 3) rows; pair 0 of part[c] becomes the partial, part_err[c, 0]
+    its bound.
+    """
+    KU = K_OPS * U_DD
+    us = sum_err(S, 0.0) * U_DD
+    hbh, hbl, e_hb, rkh, rkl, e_rkh = co.hbh, co.hbl, co.e_hb, co.rkh, co.rkl, co.e_rkh
+    for j in range(cpg):
+        c = g * cpg + j
+        ph, pl = dd_mul(hbh, hbl, part[c, 2 * _DY], part[c, 2 * _DY + 1])
+        Ph, Pl = dd_add(part[c, 2 * _DYH], part[c, 2 * _DYH + 1], -ph, -pl)
+        qh, ql = dd_mul(rkh, rkl, part[c, 2 * _DYD], part[c, 2 * _DYD + 1])
+        Ph, Pl = dd_add(Ph, Pl, -qh, -ql)
+        e_P = (
+            us * (part_err[c, _DYH] + abs(hbh) * part_err[c, _DY])
+            + e_hb * part_err[c, _DY]
+            + abs(rkh) * sum_err(S, 0.0) * U_DD * part_err[c, _DYD]
+            + e_rkh * part_err[c, _DYD]
+        )
+        ph, pl = dd_mul(Ph, Pl, st.rho_h, st.rho_l)
+        ph, pl = scaled(ph, pl, st.kr)
+        part[c, 0] = ph
+        part[c, 1] = pl
+        part_err[c, 0] = math.ldexp(st.rho_h * (e_P + abs(Ph) * (st.dr + KU)), st.kr)
