@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from gn_spec.derivations import closed_forms as cf
+from gn_spec.reference.validate import as_real_array
 
 __all__ = ["group_norm", "group_norm_backward", "group_norm_double_backward", "ulp", "ulp_error"]
 
@@ -54,11 +55,12 @@ _CLASS_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47)
 
 
 def _as_exact_array(value: Any, name: str) -> np.ndarray:
-    """Return ``value`` as a float64 array holding exactly the same numbers, or raise naming ``name``."""
-    arr = np.asarray(value)
-    if arr.dtype not in (np.float16, np.float32, np.float64):
-        raise TypeError(f"{name} must be a float16, float32 or float64 array, got dtype {arr.dtype}")
-    arr64 = arr.astype(np.float64)  # widening a float16/32/64 to float64 is exact
+    """``value`` as a float64 array of exactly the same, finite, numbers, or raise naming ``name``.
+
+    The conversion is the reference's own (``gn_spec.reference.validate.as_real_array``: float16, float32,
+    float64, a longdouble only when float64 holds it exactly); the oracle adds the refusal of NaN and inf.
+    """
+    arr64 = as_real_array(value, name)
     bad = ~np.isfinite(arr64)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -65,17 +65,6 @@ def dd_add(ah: float, al: float, bh: float, bl: float) -> tuple[float, float]:
 
 
 @_jit
-def dd_add_sloppy(ah: float, al: float, bh: float, bl: float) -> tuple[float, float]:
-    """(a + b) in dd with an absolute error below 2^-104 (|a| + |b|) (not relative to the result).
-
-    Cheaper than ``dd_add``; used where the error bound is stated in the operands' magnitudes anyway.
-    """
-    s, e = two_sum(ah, bh)
-    e += al + bl
-    return fast_two_sum(s, e)
-
-
-@_jit
 def dd_add_d(ah: float, al: float, b: float) -> tuple[float, float]:
     """(a + b) in dd for a float64 b; relative error below 2^-105 of |a| + |b|."""
     s, e = two_sum(ah, b)
@@ -131,10 +120,9 @@ def dd_rsqrt(vh: float, vl: float) -> tuple[float, float]:
     return dd_add_d(ch, cl, y)
 
 
+
 @_jit
-def dd_sqrt(vh: float, vl: float) -> tuple[float, float]:
-    """sqrt(v) in dd for v > 0: s + (v - s^2) / (2 s), s the float64 square root; relative error < 2^-102."""
-    s = vh**0.5
-    ph, pl = two_prod(s, s)
-    rh, rl = dd_add(vh, vl, -ph, -pl)
-    return fast_two_sum(s, rh / (2.0 * s))
+def dd_mean(sh: float, sl: float, m: float) -> tuple[float, float]:
+    """s / m in dd (s renormalized first, as a running sum's low part may exceed half an ulp of its high)."""
+    sh, sl = fast_two_sum(sh, sl)
+    return dd_div(sh, sl, m, 0.0)

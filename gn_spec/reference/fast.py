@@ -1,4 +1,4 @@
-"""The fast tier of the reference: one pass for the statistics, one for the outputs, in double-double.
+"""Tier 1 of the reference, the fast tier: one pass for the statistics, one for the outputs, in double-double.
 
 Each (sample, group) block is shifted by one of its own elements, c = x[0]: every x_i - c is an exact
 double-double (TwoSum), and the block's statistics come from sums over those exact differences,
@@ -11,38 +11,51 @@ whatever |mean| / std is; the cancellation in Q / m - delta^2 costs at most log2
 (delta^2 <= (m - 1) var for c inside the data). The centred values are then d_i = (x_i - c) - delta,
 formed in dd.
 
-Each output carries an a-priori bound on its dd error; results the bound cannot certify (within a quarter ulp
-before the final rounding) are counted per block, and the caller recomputes those blocks with the precise tier
-(``_kernels``) and, failing that, with the exact oracle. Blocks whose range is outside [2^-400, 2^400] are
-rescaled by a power of two first, exactly as in the precise tier.
+Each output carries an a-priori bound on its dd error; results the bound cannot certify
+(``constants.CERT_REL``, a sufficient test for a quarter ulp before the final rounding) are counted per
+block, and the dispatch in
+``gn_spec.reference`` recomputes those blocks with the precise tier (``precise``) and, failing that, with the
+exact tier (``exact``). Blocks whose range is outside ``constants.FAST_WINDOW`` ([2^-400, 2^400], narrower
+than the precise tier's, since this tier squares x - c unscaled) are rescaled by a power of two first.
 """
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import prange
 
-from gn_spec._dd import (
-    dd_add,
-    dd_add_d,
-    dd_mul,
-    dd_mul_d,
-    fma,
-    two_sum,
+from gn_spec.reference.constants import (
+    CERT_MIN,
+    CERT_REL,
+    EXP_CLAMP,
+    FAST_WINDOW,
+    K_OPS,
+    U_DD,
+    UNDER,
+    UNDER_A,
+    outside,
+    sum_err,
 )
-from gn_spec._jit import block_kernel
-from gn_spec._jit import jit as _jit
-from gn_spec._kernels import K_OPS, U_DD, _exponent, _mean, _normalizer
+from gn_spec.reference.dd import dd_add, dd_add_d, dd_mean, dd_mul, dd_mul_d, fma, two_sum
+from gn_spec.reference.jit import block_kernel
+from gn_spec.reference.jit import jit as _jit
+from gn_spec.reference.scaling import exponent, normalizer
 
-# A result is certified when its bound E satisfies E <= CERT * |result| (or E == 0): for a normal result,
-# 2^-55 |y| is below a quarter of ulp(y), which is what faithful rounding of the dd value needs.
-CERT = 2.0**-55
-TINY = 2.0**-1020  # below this a result may be subnormal (double rounding): never certified here
-UNDER = 2.0**-1068  # covers the absolute errors (2^-1075 each) of the products of one result that underflow
-UNDER_A = 2.0**-1070  # the absolute error underflow can add to a per-channel dd coefficient (A, W, P)
+#: One pass's shifted sums of a block: T = (th, tl), Q = (qh, ql), a = sum |v - c|, amax = max |v - c|, and
+#: ks, their error constant (``constants.sum_err``).
+ShiftSums = namedtuple("ShiftSums", ["th", "tl", "qh", "ql", "a", "amax", "ks"])
 
+#: The normalization of a block from its shifted sums (see ``_finish_stats``).
+Normalized = namedtuple("Normalized", ["dh", "dl", "e_delta", "rho_h", "rho_l", "kx", "kr", "dr", "zero_var"])
+
+#: A block's statistics (see ``_block_stats``): the scale p1, the shift c, ok, and the ``Normalized`` values.
+FastStats = namedtuple("FastStats", ["p1", "c", "ok", "norm"])
+
+#: One channel's pass-1 sums in the backward (see ``_grad_row``).
+RowSums = namedtuple("RowSums", ["th", "tl", "qh", "ql", "a", "amax", "yh", "yl", "zh", "zl", "ay", "az"])
 
 @_jit
 def _pow2(k: int) -> float:
@@ -60,21 +73,6 @@ LANES = 32
 @_jit
 def _lane_count(M: int) -> int:
     return max(min(LANES, M), 1)
-
-
-@_jit
-def _sum_const(per_lane: float, merges: float) -> float:
-    """The error of the compensated lane sums, in units of U_DD times the sum of the terms' magnitudes.
-
-    One lane adds n terms p_i (each with a small error part q_i, |q_i| <= 2u |p_i|) as in Ogita, Rump and
-    Oishi's Sum2 kept in dd: (h, t_i) = TwoSum(h, p_i) exactly, l = fl(l + fl(t_i + q_i)). With A = sum |p_i|,
-    |t_i| <= u A, so sum |t_i + q_i| <= (n + 2) u A, and the n + 1 roundings of the low-order accumulation
-    each cost at most u times a partial sum of those: at most (n + 2)^2 u^2 A = (n + 2)^2 / 4 U_DD A
-    (u = 2^-53, U_DD = 4 u^2). Each of the ``merges`` dd additions combining lanes and rows adds at most
-    U_DD A, and K_OPS covers the representation error of the terms (below 1.5 U_DD |p_i| each), the (1 + n u)
-    factors and the later dd operations.
-    """
-    return K_OPS + merges + 0.25 * (per_lane + 2.0) ** 2
 
 
 @_jit
@@ -104,7 +102,7 @@ def _shift_sums(xg, p1: float, c: float):
     """One pass: T = sum(v - c) and Q = sum((v - c)^2) in dd for v = p1 x, plus sum |v - c| and max |v - c|.
 
     The block is added in lanes (``LANES``), vectorized; the lanes are merged with dd additions at the end.
-    Returns (th, tl, qh, ql, a, amax, ks) with ks the error constant of the sums (``_sum_const``).
+    Returns a ``ShiftSums``; its ks is the error constant of the sums (``constants.sum_err``).
     """
     flat = xg.reshape(-1)
     M = flat.size
@@ -123,12 +121,12 @@ def _shift_sums(xg, p1: float, c: float):
         qh, ql = dd_add(qh, ql, acc[2, k], acc[3, k])
         a += acc[4, k]
         amax = max(amax, acc[5, k])
-    return th, tl, qh, ql, a, amax, _sum_const(R + 1.0, L)
+    return ShiftSums(th, tl, qh, ql, a, amax, sum_err(R + 1.0, L))
 
 
 @_jit
 def _needs_rescale(qh: float, amax: float) -> bool:
-    return not np.isfinite(qh) or amax > 2.0**400 or 0.0 < amax < 2.0**-400
+    return not np.isfinite(qh) or outside(amax, FAST_WINDOW)
 
 
 @_jit
@@ -136,57 +134,59 @@ def _finish_stats(th, tl, qh, ql, a, m, eps, e, ks):
     """delta, the normalizer, and the error bounds, from the shifted sums of a block scaled by 2^-e.
 
     ks bounds the error of the sums T and Q in units of U_DD times a = sum |x - c| and Q respectively
-    (``_sum_const``). Returns (delta_h, delta_l, e_delta, rho_h, rho_l, kx, kr, dr, zero_var): e_delta bounds
-    the error of delta, dr the relative error of rho; zero_var says var == 0 exactly (a constant block).
+    (``constants.sum_err``). Returns a ``Normalized``: (dh, dl) is delta in dd, e_delta bounds its error, dr
+    the relative error of rho; zero_var says var == 0 exactly (a constant block).
     """
-    dh, dl = _mean(th, tl, m)
+    dh, dl = dd_mean(th, tl, m)
     e_delta = ks * U_DD * a / m
-    mh, ml = _mean(qh, ql, m)
+    mh, ml = dd_mean(qh, ql, m)
     sh, sl = dd_mul(dh, dl, dh, dl)
     vh, vl = dd_add(mh, ml, -sh, -sl)
     zero_var = qh == 0.0
     if vh < 0.0:  # only rounding can make it negative; the true variance is >= 0
         vh = vl = 0.0
-    rho_h, rho_l, kx = _normalizer(vh, vl, eps, e)
+    rho_h, rho_l, kx = normalizer(vh, vl, eps, e)
     # error of var: the sum Q and delta^2; relative to var + eps it perturbs rho by half as much
     e_var = ks * U_DD * (mh + sh) + 2.0 * abs(dh) * e_delta
     denom = vh + math.ldexp(eps, -2 * e) if kx == 0 else math.ldexp(eps, -2 * e)
     dr = K_OPS * U_DD
     if e_var > 0.0:
         dr += 0.5 * e_var / denom if denom > 0.0 else np.inf
-    return dh, dl, e_delta, rho_h, rho_l, kx, kx - e, dr, zero_var
+    return Normalized(dh, dl, e_delta, rho_h, rho_l, kx, kx - e, dr, zero_var)
 
 
 @_jit
 def _block_stats(xg, eps):
-    """The statistics of one block: (p1, c, delta_h, delta_l, e_delta, rho_h, rho_l, kx, kr, dr, ok)."""
+    """The statistics of one block, as a ``FastStats``: the scale p1 = 2^-e, the shift c (in scaled units),
+    ok (False for a block holding NaN or inf, or constant with eps = 0: its outputs are NaN) and ``norm``."""
     cpg, S = xg.shape
     m = float(cpg * S)
     p1 = 1.0
     e = 0
     c = xg[0, 0]
-    th, tl, qh, ql, a, amax, ks = _shift_sums(xg, p1, c)
-    if not np.isfinite(c) or not np.isfinite(th):
+    t = _shift_sums(xg, p1, c)
+    if not np.isfinite(c) or not np.isfinite(t.th):
         ok = np.isfinite(c)
         for j in range(cpg):
             for i in range(S):
                 ok = ok and np.isfinite(xg[j, i])
         if not ok:
-            return p1, c, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, False
-    if _needs_rescale(qh, amax) or not np.isfinite(th):
+            return FastStats(p1, c, False, Normalized(0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, False))
+    if _needs_rescale(t.qh, t.amax) or not np.isfinite(t.th):
+        amax = t.amax
         if not np.isfinite(amax):  # x - c overflowed: find the largest magnitude directly
             amax = 0.0
             for j in range(cpg):
                 for i in range(S):
                     amax = max(amax, abs(xg[j, i]))
             amax *= 2.0
-        e = min(max(_exponent(amax), -1000), 1000)
+        e = min(max(exponent(amax), -EXP_CLAMP), EXP_CLAMP)
         p1 = _pow2(-e)
         c = xg[0, 0] * p1
-        th, tl, qh, ql, a, amax, ks = _shift_sums(xg, p1, c)
-    dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, zero_var = _finish_stats(th, tl, qh, ql, a, m, eps, e, ks)
-    ok = not (zero_var and eps == 0.0)  # 0/0: undefined, NaN
-    return p1, c, dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, ok
+        t = _shift_sums(xg, p1, c)
+    norm = _finish_stats(t.th, t.tl, t.qh, t.ql, t.a, m, eps, e, t.ks)
+    ok = not (norm.zero_var and eps == 0.0)  # 0/0: undefined, NaN
+    return FastStats(p1, c, ok, norm)
 
 
 @block_kernel
@@ -213,8 +213,10 @@ def forward_fast(x, w, b, eps, y, uncertified):
         n = ng // G
         g = ng % G
         xg = x[n, g]
-        p1, c, dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, ok = _block_stats(xg, eps)
-        if not ok:
+        st = _block_stats(xg, eps)
+        p1, c, nm = st.p1, st.c, st.norm
+        dh, dl, e_delta, rho_h, rho_l, kx, dr = nm.dh, nm.dl, nm.e_delta, nm.rho_h, nm.rho_l, nm.kx, nm.dr
+        if not st.ok:
             y[n, g] = np.nan
             uncertified[n, g] = 0
             continue
@@ -241,7 +243,7 @@ def forward_fast(x, w, b, eps, y, uncertified):
                 out = yh + (t + (pl + Bl))
                 y[n, g, j, i] = out
                 err = c0 + c1 * abs(s) + (UNDER if s != 0.0 else 0.0)
-                cert = err == 0.0 or (err <= CERT * abs(out) and abs(out) >= TINY)
+                cert = err == 0.0 or (err <= CERT_REL * abs(out) and abs(out) >= CERT_MIN)
                 bad += 0 if cert else 1
         uncertified[n, g] = bad
 
@@ -282,8 +284,8 @@ def _grad_step(acc, k, v, c, t):
 def _grad_row(acc, xrow, dyrow, p1: float, c: float):
     """Pass 1 of the backward over one channel of a block, in the lanes of acc (vectorized, see ``LANES``).
 
-    Returns the channel's sums, lanes merged: (th, tl, qh, ql, a, amax, yh, yl, zh, zl, ay, az) =
-    T, Q, sum |x - c|, max |x - c|, sum dy, sum dy (x - c), sum |dy|, sum |dy (x - c)|.
+    Returns the channel's sums, lanes merged, as a ``RowSums``: T = (th, tl), Q = (qh, ql), a = sum |x - c|,
+    amax = max |x - c|, sum dy = (yh, yl), sum dy (x - c) = (zh, zl), ay = sum |dy|, az = sum |dy (x - c)|.
     """
     S = xrow.size
     L = acc.shape[1]
@@ -305,7 +307,7 @@ def _grad_row(acc, xrow, dyrow, p1: float, c: float):
         zh, zl = dd_add(zh, zl, acc[8, k], acc[9, k])
         ay += acc[10, k]
         az += acc[11, k]
-    return th, tl, qh, ql, a, amax, yh, yl, zh, zl, ay, az
+    return RowSums(th, tl, qh, ql, a, amax, yh, yl, zh, zl, ay, az)
 
 
 @block_kernel
@@ -332,8 +334,8 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
     KU = K_OPS * U_DD
     L = _lane_count(S)
     per_lane = S // L + 1.0
-    ks_row = _sum_const(per_lane, L)  # the per-channel sums
-    ks = _sum_const(per_lane, L + cpg + 1)  # the block sums: lanes, channels merged, the products by w_c
+    ks_row = sum_err(per_lane, L)  # the per-channel sums
+    ks = sum_err(per_lane, L + cpg + 1)  # the block sums: lanes, channels merged, the products by w_c
     for ng in prange(N * G):
         n = ng // G
         g = ng % G
@@ -349,32 +351,34 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
             for j in range(cpg):
                 wc = w[g * cpg + j]
                 r = _grad_row(acc, xg[j], dy[n, g, j], p1, c)
-                th, tl = dd_add(th, tl, r[0], r[1])
-                qh, ql = dd_add(qh, ql, r[2], r[3])
-                a += r[4]
-                amax = max(amax, r[5])
-                ph, pl = dd_mul_d(r[6], r[7], wc)
+                th, tl = dd_add(th, tl, r.th, r.tl)
+                qh, ql = dd_add(qh, ql, r.qh, r.ql)
+                a += r.a
+                amax = max(amax, r.amax)
+                ph, pl = dd_mul_d(r.yh, r.yl, wc)
                 sgh, sgl = dd_add(sgh, sgl, ph, pl)
-                ph, pl = dd_mul_d(r[8], r[9], wc)
+                ph, pl = dd_mul_d(r.zh, r.zl, wc)
                 sch, scl = dd_add(sch, scl, ph, pl)
-                ag += abs(wc) * r[10]
-                agc += abs(wc) * r[11]
-                part[n, g * cpg + j, 0] = r[8]  # sum dy (x - c), finished below
-                part[n, g * cpg + j, 1] = r[9]
-                part[n, g * cpg + j, 2] = r[6]  # sum dy
-                part[n, g * cpg + j, 3] = r[7]
-                part_err[n, g * cpg + j, 0] = r[11]
-                part_err[n, g * cpg + j, 1] = r[10]
+                ag += abs(wc) * r.ay
+                agc += abs(wc) * r.az
+                part[n, g * cpg + j, 0] = r.zh  # sum dy (x - c), finished below
+                part[n, g * cpg + j, 1] = r.zl
+                part[n, g * cpg + j, 2] = r.yh  # sum dy
+                part[n, g * cpg + j, 3] = r.yl
+                part_err[n, g * cpg + j, 0] = r.az
+                part_err[n, g * cpg + j, 1] = r.ay
             if attempt == 0 and (not np.isfinite(th) or _needs_rescale(qh, amax)):
                 st = _block_stats(xg, eps)  # finiteness check and rescaling (rare)
-                p1, c, ok = st[0], st[1], st[10]
-                e = -_exponent(p1) + 1
+                p1, c, ok = st.p1, st.c, st.ok
+                e = -exponent(p1) + 1
                 if not ok or p1 == 1.0:
                     break
                 continue
             break
-        dh, dl, e_delta, rho_h, rho_l, kx, kr, dr, zero_var = _finish_stats(th, tl, qh, ql, a, m, eps, e, ks)
-        ok = ok and not (zero_var and eps == 0.0)
+        nm = _finish_stats(th, tl, qh, ql, a, m, eps, e, ks)
+        dh, dl, e_delta, rho_h, rho_l = nm.dh, nm.dl, nm.e_delta, nm.rho_h, nm.rho_l
+        kx, kr, dr = nm.kx, nm.kr, nm.dr
+        ok = ok and not (nm.zero_var and eps == 0.0)
         ah = math.ldexp(rho_h, kx)  # xhat = d * a
         al = math.ldexp(rho_l, kx)
         finite = ok
@@ -396,11 +400,11 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
             dx[n, g] = np.nan
             uncertified[n, g] = 0
             continue
-        gbh, gbl = _mean(sgh, sgl, m)
+        gbh, gbl = dd_mean(sgh, sgl, m)
         # mean(g d) = (sum g (x - c) - delta sum g) / m
         qh, ql = dd_mul(dh, dl, sgh, sgl)
         qh, ql = dd_add(sch, scl, -qh, -ql)
-        kh, kl = _mean(qh, ql, m)
+        kh, kl = dd_mean(qh, ql, m)
         e_k = (ks * U_DD * (agc + abs(dh) * ag) + e_delta * ag) / m
         a2h, a2l = dd_mul(ah, al, ah, al)
         Qh, Ql = dd_mul(a2h, a2l, kh, kl)  # a^2 mean(g d): the coefficient of d_i
@@ -437,6 +441,6 @@ def backward_fast(dy, x, w, eps, dx, part, part_err, uncertified):
                 out = uh + ((t1 + t2) + ((gl - pl) + Kl))
                 dx[n, g, j, i] = out
                 err = c0 + cy * abs(t) + cs * abs(s) + (UNDER if (t != 0.0 or s != 0.0) else 0.0)
-                cert = err == 0.0 or (err <= CERT * abs(out) and abs(out) >= TINY)
+                cert = err == 0.0 or (err <= CERT_REL * abs(out) and abs(out) >= CERT_MIN)
                 bad += 0 if cert else 1
         uncertified[n, g] = bad

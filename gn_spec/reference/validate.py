@@ -1,4 +1,8 @@
-"""Argument checking for the reference: every bad input gets an error that names the offending value."""
+"""Argument checking for the reference: every bad input gets an error that names the offending value.
+
+``as_real_array`` is also the exact oracle's input conversion (``gn_spec.derivations.oracle``), which adds
+only its own refusal of non-finite values.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +77,6 @@ class Problem:
     weight: np.ndarray
     bias: np.ndarray
     eps: float
-    has_weight: bool
 
     @property
     def channels(self) -> int:
@@ -126,7 +129,7 @@ def problem(x: Any, num_groups: Any, weight: Any, bias: Any, eps: Any) -> Proble
     b = _per_channel(bias, "bias", channels, 0.0)
     spatial = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
     x4 = arr.reshape(shape[0], groups, channels // groups, spatial)
-    return Problem(shape, groups, x4, w, b, check_eps(eps), weight is not None)
+    return Problem(shape, groups, x4, w, b, check_eps(eps))
 
 
 def same_shape(value: Any, name: str, p: Problem) -> np.ndarray:
