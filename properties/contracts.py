@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from gn_spec.checker.client import CallResult
 from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
+from gn_spec.checker.worker_process import CallResult
 from gn_spec.properties.agreement import has_backward
 from gn_spec.strategies import Case, invalid_case_strategy
 

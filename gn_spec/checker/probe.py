@@ -15,9 +15,9 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from gn_spec.checker.client import CallRequest, CallResult, Worker
 from gn_spec.checker.dtypes import CONTAINER
 from gn_spec.checker.target import CheckConfig
+from gn_spec.checker.worker_process import CallRequest, CallResult, WorkerProcess
 from gn_spec.error_model import Judgement
 from gn_spec.strategies import Case, Inputs, case_strategy, materialize
 
@@ -154,7 +154,7 @@ def native_arrays(
 class Probe:
     """The target as the properties see it: calls go through the worker; nothing of the target runs here."""
 
-    def __init__(self, config: CheckConfig, worker: Worker) -> None:
+    def __init__(self, config: CheckConfig, worker: WorkerProcess) -> None:
         self.config = config
         self.worker = worker
         self.calls = 0
