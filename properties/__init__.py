@@ -13,9 +13,10 @@ contracts (``contracts.py``)
     output_shape_and_dtype, input_not_modified, rejects_invalid_groups, gradient_shapes_and_dtypes,
     repeated_calls_identical, no_tampering (last: it covers every call made before it)
 
-A property is ``prop(probe, case, draw) -> Outcome`` (see :mod:`gn_spec.checker.probe`): ``case`` is a
-:class:`gn_spec.strategies.Case` drawn by Hypothesis, ``draw`` draws further structure (a shift exponent, a
-permutation seed), ``probe`` calls the target in the worker process.  Every tolerance comes from
+A property is ``prop(probe, case, draw) -> Outcome`` (see :mod:`gn_spec.checker.property_framework`):
+``case`` is a :class:`gn_spec.strategies.Case` drawn by Hypothesis, ``draw`` draws further structure (a shift
+exponent, a permutation seed), ``probe`` (:class:`gn_spec.checker.probe.Probe`) calls the target in the worker
+process.  Every tolerance comes from
 ``gn_spec.error_model``; how each property turns it into its own is in the property's docstring.
 
 To run them as pytest tests of your implementation::
@@ -23,7 +24,7 @@ To run them as pytest tests of your implementation::
     pytest --pyargs gn_spec.properties --gn-target mypkg.ops:group_norm --gn-api torch
 """
 
-from gn_spec.checker.probe import REGISTRY, PropertySpec
+from gn_spec.checker.property_framework import REGISTRY, PropertySpec
 from gn_spec.properties import agreement, contracts, metamorphic  # noqa: F401  (they register the properties)
 
 #: Names of all properties, in the order they run.

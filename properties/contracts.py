@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
+from gn_spec.checker.probe import Probe
+from gn_spec.checker.property_framework import Draw, Outcome, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
 from gn_spec.checker.worker_process import CallResult
 from gn_spec.properties.agreement import has_backward

@@ -24,7 +24,8 @@ from hypothesis.errors import HypothesisException
 
 from gn_spec.checker import reproducer
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
-from gn_spec.checker.probe import Outcome, Probe, PropertySpec
+from gn_spec.checker.probe import Probe
+from gn_spec.checker.property_framework import Outcome, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.checker.worker_process import WorkerProcess
