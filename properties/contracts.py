@@ -259,7 +259,7 @@ def one_small_case(config: CheckConfig) -> st.SearchStrategy[Case]:
     return st.just(Case(shape=(2, 4, 3, 3) if config.api == "cs231n" else (2, 4, 3), num_groups=2))
 
 
-@gn_property("no_tampering", cases=one_small_case, weight=0.0)
+@gn_property("no_tampering", cases=one_small_case, weight=0.0, runs_last=True)
 def no_tampering(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """Neither importing nor calling the target alters numpy, gn_spec or torch in its process.
 

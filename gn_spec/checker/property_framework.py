@@ -1,15 +1,18 @@
-"""The property framework: what a property is, how it is registered and what it returns.
+"""The property framework: what a property is, how it is registered, what it returns, and in what order the
+catalogue runs.
 
 A property is a plain function ``prop(probe, case, draw) -> Outcome`` (``probe``: the target as the
 properties reach it, a :class:`~gn_spec.checker.probe.Probe`), registered with the decorator
 :func:`gn_property` as a :class:`PropertySpec` in :data:`REGISTRY`.  :func:`failure_of` and
 :func:`from_judgements` build the :class:`Outcome` of a call; :func:`default_cases` is the strategy of cases a
-property gets unless it names its own.
+property gets unless it names its own.  :func:`in_declared_order` puts the registered properties in catalogue
+order (``gn_spec.properties`` declares its modules; the runner, :mod:`gn_spec.checker.runner`, drives them
+with Hypothesis in that order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,7 +69,8 @@ class PropertySpec:
     not; ``cases(config)`` is the Hypothesis strategy of cases it is fed; ``weight`` scales the profile's
     number of examples (metamorphic properties make two or more calls a case and need fewer cases);
     ``checks``: what of the target it judges (``"forward"``, ``"backward"``, ``"second order"``), which is
-    what a verdict built on it covers and whether its cases' grad_output is passed to the target.
+    what a verdict built on it covers and whether its cases' grad_output is passed to the target;
+    ``runs_last``: it must be the last property of the catalogue (see :func:`in_declared_order`).
     """
 
     name: str
@@ -75,11 +79,17 @@ class PropertySpec:
     cases: Callable[[CheckConfig], st.SearchStrategy[Case]]
     weight: float = 1.0
     checks: tuple[str, ...] = ("forward",)
+    runs_last: bool = False
 
     @property
     def summary(self) -> str:
         doc = (self.function.__doc__ or self.name).strip()
         return doc.splitlines()[0].rstrip(".")
+
+    @property
+    def module(self) -> str:
+        """The module that defines the property's function (where its place in the catalogue comes from)."""
+        return self.function.__module__
 
 
 #: Every registered property, in the order of registration.
@@ -128,16 +138,49 @@ def gn_property(
     cases: Callable[[CheckConfig], st.SearchStrategy[Case]] = default_cases,
     weight: float = 1.0,
     checks: tuple[str, ...] = ("forward",),
+    runs_last: bool = False,
 ) -> Callable[[Callable[[Probe, Case, Draw], Outcome]], Callable[[Probe, Case, Draw], Outcome]]:
     """Register a property function under ``name`` (the decorator of every function in gn_spec.properties)."""
 
     def register(fn: Callable[[Probe, Case, Draw], Outcome]) -> Callable[[Probe, Case, Draw], Outcome]:
         if any(p.name == name for p in REGISTRY):
             raise ValueError(f"property {name!r} is registered twice")
-        REGISTRY.append(PropertySpec(name, fn, applies, cases, weight, checks))
+        REGISTRY.append(PropertySpec(name, fn, applies, cases, weight, checks, runs_last))
         return fn
 
     return register
+
+
+def in_declared_order(specs: Iterable[PropertySpec], modules: Sequence[str]) -> list[PropertySpec]:
+    """``specs`` in catalogue order: by module, in the order ``modules`` lists them, and within a module in
+    the order the module defines them (its decorators run top to bottom), whatever order the modules were
+    imported in.
+
+    Raises RuntimeError for a property defined in a module that ``modules`` does not list (it would have no
+    place in the order), for more than one property marked ``runs_last``, and for a property that would run
+    after the one marked ``runs_last`` (``no_tampering`` judges every call made before it, so a property
+    after it would go unwatched).
+    """
+    place = {m: i for i, m in enumerate(modules)}
+    specs = list(specs)
+    for spec in specs:
+        if spec.module not in place:
+            raise RuntimeError(
+                f"property {spec.name!r} is defined in {spec.module}, which is not one of the catalogue's "
+                f"modules {list(modules)}: add the module to MODULES in gn_spec.properties"
+            )
+    ordered = sorted(specs, key=lambda s: place[s.module])  # stable: definition order within a module
+    names = [s.name for s in ordered]
+    last = [s.name for s in ordered if s.runs_last]
+    if len(last) > 1:
+        raise RuntimeError(f"only one property can run last; {last} are all marked runs_last")
+    if last and names[-1] != last[0]:
+        after = names[names.index(last[0]) + 1 :]
+        raise RuntimeError(
+            f"{last[0]!r} must run last (it covers every call made before it), but {after} would run after "
+            f"it: define them before it, or in a module listed before its module"
+        )
+    return ordered
 
 
 def failure_of(result: CallResult, what: str, repro: str = "") -> Outcome:
