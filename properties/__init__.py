@@ -30,13 +30,17 @@ from gn_spec.checker.property_framework import REGISTRY, PropertySpec, in_declar
 #: The catalogue's modules, in the order their properties run (the one place that order is written).
 MODULES = ("agreement", "metamorphic", "contracts")
 
+# The installed name, not __name__: pytest --pyargs can also run this file as a top-level ``properties``
+# package, and its modules must still be imported (and their properties registered) once, as gn_spec's.
+_PACKAGE = "gn_spec.properties"
+
 for _module in MODULES:
-    importlib.import_module(f"{__name__}.{_module}")  # defining the properties registers them
+    importlib.import_module(f"{_PACKAGE}.{_module}")  # defining the properties registers them
 
 
 def catalogue() -> list[PropertySpec]:
     """The registered properties in catalogue order (see :func:`in_declared_order`)."""
-    return in_declared_order(REGISTRY, [f"{__name__}.{m}" for m in MODULES])
+    return in_declared_order(REGISTRY, [f"{_PACKAGE}.{m}" for m in MODULES])
 
 
 #: Names of all properties, in the order they run.
