@@ -87,13 +87,13 @@ def gn_checker(request: pytest.FixtureRequest) -> Iterator[Checker]:
             "(e.g. --gn-target mypkg.ops:group_norm --gn-api torch)",
             pytrace=False,
         )
-    from gn_spec.checker.client import Worker
     from gn_spec.checker.probe import Probe
     from gn_spec.checker.target import UsageError, make_config
+    from gn_spec.checker.worker_process import WorkerProcess
 
     try:
         config = make_config(target, **_given(request.config))
-        worker = Worker(config)
+        worker = WorkerProcess(config)
         worker.start()
     except UsageError as exc:
         pytest.fail(f"gn-spec: {exc}", pytrace=False)

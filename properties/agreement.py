@@ -15,7 +15,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 import gn_spec
-from gn_spec.checker.probe import Draw, Outcome, Probe, failure_of, from_judgements, gn_property
+from gn_spec.checker.probe import Probe
+from gn_spec.checker.property_framework import Draw, Outcome, failure_of, from_judgements, gn_property
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import backward_tolerances, double_backward_tolerances, forward_tolerance, judge
 from gn_spec.strategies import AFFINES, EPS_VALUES, Case

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from gn_spec.checker.client import CallResult
-from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
+from gn_spec.checker.probe import Probe
+from gn_spec.checker.property_framework import Draw, Outcome, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
+from gn_spec.checker.worker_process import CallResult
 from gn_spec.properties.agreement import has_backward
 from gn_spec.strategies import Case, invalid_case_strategy
 
@@ -258,7 +259,7 @@ def one_small_case(config: CheckConfig) -> st.SearchStrategy[Case]:
     return st.just(Case(shape=(2, 4, 3, 3) if config.api == "cs231n" else (2, 4, 3), num_groups=2))
 
 
-@gn_property("no_tampering", cases=one_small_case, weight=0.0)
+@gn_property("no_tampering", cases=one_small_case, weight=0.0, runs_last=True)
 def no_tampering(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """Neither importing nor calling the target alters numpy, gn_spec or torch in its process.
 

@@ -24,7 +24,8 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from gn_spec.checker.probe import Draw, Outcome, Probe, default_cases, failure_of, gn_property
+from gn_spec.checker.probe import Probe
+from gn_spec.checker.property_framework import Draw, Outcome, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import Judgement, Tolerance, format_value, forward_tolerance, judge
 from gn_spec.formats import FORMATS, is_representable

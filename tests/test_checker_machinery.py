@@ -14,10 +14,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gn_spec.checker import protocol
-from gn_spec.checker.client import CallRequest, Worker
 from gn_spec.checker.dtypes import round_to
 from gn_spec.checker.target import UsageError, make_config, parse_target
-from gn_spec.checker.worker import TamperGuard
+from gn_spec.checker.worker_main import TamperGuard
+from gn_spec.checker.worker_process import CallRequest, WorkerProcess
 from gn_spec.formats import is_representable
 from gn_spec.properties import metamorphic
 from gn_spec.strategies import Case, materialize
@@ -116,14 +116,14 @@ def test_tamper_guard_sees_rebinding_and_code_swaps() -> None:
 
 def test_worker_runs_calls_in_order_and_restarts_after_a_crash() -> None:
     x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 4, 3)
-    good = Worker(make_config(target("hostile.py", "good")))
+    good = WorkerProcess(make_config(target("hostile.py", "good")))
     with good:
         results = good.run(
             [CallRequest("forward", 2, 1e-5, {"x": x}), CallRequest("forward", 3, 1e-5, {"x": x})]
         )
         assert [r.status for r in results] == ["ok", "raised"]
         assert "does not divide" in results[1].reason()
-    crash = Worker(make_config(target("hostile.py", "os_exit")))
+    crash = WorkerProcess(make_config(target("hostile.py", "os_exit")))
     with crash:
         first = crash.run(
             [CallRequest("forward", 2, 1e-5, {"x": x}), CallRequest("forward", 2, 1e-5, {"x": x})]

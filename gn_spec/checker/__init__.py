@@ -1,9 +1,9 @@
 """The conformance checker behind ``gn-spec check``.
 
-The target runs only in a worker process (:mod:`~gn_spec.checker.worker`, driven by
-:mod:`~gn_spec.checker.client`); the reference, the error model and the verdicts run here.  Properties live in
-``gn_spec.properties``; :func:`run_check` drives them with Hypothesis (:mod:`~gn_spec.checker.runner`) and
-returns a :class:`~gn_spec.checker.report.Report`.
+The target runs only in a worker process (what runs there is :mod:`~gn_spec.checker.worker_main`; the
+parent's handle on it is :class:`~gn_spec.checker.worker_process.WorkerProcess`); the reference, the error
+model and the verdicts run here.  Properties live in ``gn_spec.properties``; :func:`run_check` drives them
+with Hypothesis (:mod:`~gn_spec.checker.runner`) and returns a :class:`~gn_spec.checker.report.Report`.
 
 >>> from gn_spec.checker import run_check
 >>> report = run_check("torch", profile="quick", seed=1)   # doctest: +SKIP
@@ -11,7 +11,7 @@ returns a :class:`~gn_spec.checker.report.Report`.
 (1, 'does not conform')
 
 The names below are imported on first use, so that the worker process (which imports
-``gn_spec.checker.worker``) does not pay for Hypothesis and the runner.
+``gn_spec.checker.worker_main``) does not pay for Hypothesis and the runner.
 """
 
 from __future__ import annotations

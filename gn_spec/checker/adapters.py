@@ -1,9 +1,10 @@
 """Worker-side adapters: how each API's implementation is called and differentiated.
 
-This module runs only inside the worker process (see :mod:`gn_spec.checker.worker`), next to the target.  An
-adapter turns wire arrays into the target's native inputs (numpy arrays or torch tensors of the dtype, device
-and memory format under test), calls the target, and returns its raw results by name; describing them for the
-wire is the worker's job.  An operation an API cannot express raises :class:`Unsupported`.
+This module runs only inside the worker process (see :mod:`gn_spec.checker.worker_main`), next to the target.
+An adapter turns wire arrays into the target's native inputs (numpy arrays or torch tensors of the dtype,
+device and memory format under test), calls the target, and returns its raw results by name; describing them
+for the wire is :mod:`gn_spec.checker.worker_main`'s job.  An operation an API cannot express raises
+:class:`Unsupported`.
 """
 
 from __future__ import annotations

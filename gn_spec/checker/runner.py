@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from gn_spec.checker import reproducer
-from gn_spec.checker.client import Worker
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
-from gn_spec.checker.probe import Outcome, Probe, PropertySpec
+from gn_spec.checker.probe import Probe
+from gn_spec.checker.property_framework import Outcome, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
+from gn_spec.checker.worker_process import WorkerProcess
 from gn_spec.profiles import PROFILES
 from gn_spec.strategies import Case
 
@@ -265,7 +266,7 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     specs = selected_properties(properties)
     start = time.perf_counter()
     report = Report(config)
-    with Worker(config) as worker:
+    with WorkerProcess(config) as worker:
         hello = worker.start()
         report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch")}
         probe = Probe(config, worker)

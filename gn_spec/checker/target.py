@@ -1,7 +1,7 @@
 """What the user asked to check: parsing TARGET and the options that go with it, before anything is imported.
 
 The parent process never imports the target; it only validates the spelling here.  Whether the module imports
-and holds the function is decided by the worker (see :mod:`gn_spec.checker.worker`), which reports back.
+and holds the function is decided by the worker (see :mod:`gn_spec.checker.worker_main`), which reports back.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Parent side of the worker protocol: start the worker, send calls, notice crashes and hangs, restart.
+"""The parent's handle on the worker process (:class:`WorkerProcess`): start the worker, send calls, notice
+crashes and hangs, restart.  What runs inside the worker is :mod:`gn_spec.checker.worker_main`.
 
 The parent never imports the target.  Each call is answered by its own message, so ``timeout`` applies per
 call: a call that does not answer in time gets the worker killed (SIGKILL, its whole process group) and is
@@ -87,8 +88,8 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
-class Worker:
-    """A restartable worker process for one check configuration."""
+class WorkerProcess:
+    """The parent's handle on a restartable worker process for one check configuration."""
 
     def __init__(self, config: CheckConfig) -> None:
         self.config = config
@@ -115,7 +116,7 @@ class Worker:
         # how they wait, not what they compute; a value the user set is kept.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gn_spec.checker.worker", str(to_child_r), str(from_child_w)],
+            [sys.executable, "-m", "gn_spec.checker.worker_main", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -275,7 +276,7 @@ class Worker:
             tampered=list(header.get("tampered", [])),
         )
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> WorkerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,12 +1,13 @@
-"""The worker process: the only process that imports and runs the implementation under test.
+"""What runs inside the worker process, the only process that imports and runs the implementation under test.
 
-Started by :class:`gn_spec.checker.client.Worker` as ``python -m gn_spec.checker.worker READ_FD WRITE_FD``.
-It receives an ``init`` message (target, api, dtype, device, memory format), takes fingerprints of numpy,
-gn_spec (and torch for the torch API), imports the target and answers ``hello``.  Then it answers each
-``calls`` message with one ``result`` message per call, in order, so that the parent can time each call on its
-own.  Every answer lists the fingerprints that changed since start-up: a target that rebinds ``numpy.mean`` or
-``gn_spec.group_norm`` is reported as tampering.  Exceptions of any kind (SystemExit and KeyboardInterrupt
-included) are caught and reported; crashes and hangs are the parent's to notice.
+Started by :class:`gn_spec.checker.worker_process.WorkerProcess` (the parent's handle on this process) as
+``python -m gn_spec.checker.worker_main READ_FD WRITE_FD``.  It receives an ``init`` message (target, api,
+dtype, device, memory format), takes fingerprints of numpy, gn_spec (and torch for the torch API), imports the
+target and answers ``hello``.  Then it answers each ``calls`` message with one ``result`` message per call, in
+order, so that the parent can time each call on its own.  Every answer lists the fingerprints that changed
+since start-up: a target that rebinds ``numpy.mean`` or ``gn_spec.group_norm`` is reported as tampering.
+Exceptions of any kind (SystemExit and KeyboardInterrupt included) are caught and reported; crashes and hangs
+are the parent's to notice.
 """
 
 from __future__ import annotations
