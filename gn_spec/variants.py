@@ -37,6 +37,7 @@ import numpy as np
 
 import gn_spec
 from gn_spec import error_model
+from gn_spec.layout import block_rows
 
 #: A backward variant: (grad_output, x, num_groups, weight, eps) -> (grad_input, grad_weight, grad_bias).
 BackwardFn = Callable[
@@ -168,11 +169,6 @@ def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
-def _blocks(x: np.ndarray, num_groups: int) -> np.ndarray:
-    """x viewed as (N, G, m): one row per (sample, group) block."""
-    return np.asarray(x, dtype=np.float64).reshape(x.shape[0], num_groups, -1)
-
-
 def _positions(x: np.ndarray) -> np.ndarray:
     """The flat position of every element of x, in x's shape (what a piece's ``index`` is cut from)."""
     return np.arange(x.size).reshape(x.shape)
@@ -185,7 +181,7 @@ def _block_variance(x: np.ndarray, num_groups: int) -> np.ndarray:
     first-order effect of the rounding error of mu0, so the relative error is O(u log m) rather than
     O(u * |mu| / std) (Chan, Golub and LeVeque, "Algorithms for computing the sample variance", 1983).
     """
-    b = _blocks(x, num_groups)
+    b = block_rows(np.asarray(x, dtype=np.float64), num_groups)
     if b.shape[-1] == 0:
         return np.zeros(b.shape[:2])
     d = b - b.mean(axis=-1, keepdims=True)
@@ -463,8 +459,8 @@ def _backward_parts(grad_output: np.ndarray, x: np.ndarray, num_groups: int, wei
     """
     dy = np.asarray(grad_output, dtype=np.float64)
     w = np.ones(x.shape[1]) if weight is None else np.asarray(weight, dtype=np.float64)
-    dxhat = _blocks(dy * w.reshape(_channel_shape(x)), num_groups)
-    xhat = _blocks(gn_spec.group_norm(x, num_groups, None, None, eps), num_groups)
+    dxhat = block_rows(dy * w.reshape(_channel_shape(x)), num_groups)
+    xhat = block_rows(gn_spec.group_norm(x, num_groups, None, None, eps), num_groups)
     r = 1.0 / np.sqrt(_block_variance(x, num_groups) + eps)[..., None]
     return dxhat, xhat, r, gn_spec.group_norm_backward(grad_output, x, num_groups, weight, eps)
 
