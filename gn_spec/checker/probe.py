@@ -228,7 +228,6 @@ class Probe:
             inputs.bias,
             case.eps,
             dtype=self.config.dtype,
-            judge=_variant_judge(),
         )
         return [d.message for d in found]
 
@@ -244,7 +243,6 @@ class Probe:
             inputs.weight,
             case.eps,
             dtype=self.config.dtype,
-            judge=_variant_judge(),
         )
         return [d.message for d in found]
 
@@ -305,29 +303,3 @@ def from_judgements(judgements: list[Judgement], what: str, repro: str = "") -> 
         nonfinite=sum(j.nonfinite for j in judgements),
         kind=first.worst_kind,
     )
-
-
-def _variant_judge() -> Any:
-    """The error model as ``gn_spec.variants`` wants it: ``(observed, expected, case, quantity) -> ratio``.
-
-    ``error_model.variant_judge`` when the error model provides one, else the same built here from
-    forward_tolerance / backward_tolerances.
-    """
-    from gn_spec import error_model
-
-    provided = getattr(error_model, "variant_judge", None)
-    if provided is not None:
-        return provided
-
-    def ratio(observed: np.ndarray, expected: np.ndarray, case: Any, quantity: str) -> float:
-        if quantity == "output":
-            tol = error_model.forward_tolerance(
-                case.x, case.num_groups, case.weight, case.bias, case.eps, case.dtype
-            )
-        else:
-            tol = error_model.backward_tolerances(
-                case.grad_output, case.x, case.num_groups, case.weight, case.eps, case.dtype
-            )[quantity]
-        return error_model.judge(quantity, observed, expected, tol).max_ratio
-
-    return ratio
