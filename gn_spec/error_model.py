@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gn_spec import layout
 from gn_spec.formats import NAMES, format_of
 
 DTYPES = NAMES  # the format names of gn_spec.formats, in its order
@@ -111,7 +112,8 @@ def rstd_coefficient(m: int) -> float:
 
 @dataclass(frozen=True)
 class GroupLayout:
-    """x viewed as (N, G, C/G, S) with per-group statistics of shape (N, G, 1, 1), computed in float64.
+    """x viewed as (N, G, C/G, S) (:func:`gn_spec.layout.blocks`) with per-group statistics of shape
+    (N, G, 1, 1), computed in float64.
 
     The statistics only size the scales, so a few correct digits suffice: a float64 two-pass is ample.
     """
@@ -160,16 +162,14 @@ class GroupLayout:
 
 
 def group_layout(x: Any, num_groups: int, eps: float) -> GroupLayout:
-    """Split x (N, C, *spatial) into groups; mu, r and A per group in float64."""
+    """Split x (N, C, *spatial) into groups by :func:`gn_spec.layout.blocks`; mu, r and A per group in
+    float64."""
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim < 2 or num_groups < 1 or x.shape[1] % num_groups:
-        raise ValueError(f"num_groups={num_groups} does not divide C of the input shape {x.shape}")
-    n, c = x.shape[0], x.shape[1]
-    s = math.prod(x.shape[2:])
-    blocks = x.reshape(n, num_groups, c // num_groups, s)
+    blocks = layout.blocks(x, num_groups)
+    n, _, cpg, s = blocks.shape
     if blocks.size == 0:
         zeros = np.zeros((n, num_groups, 1, 1))
-        return GroupLayout(tuple(x.shape), blocks, zeros, zeros + 1.0, zeros, (c // num_groups) * s, n * s)
+        return GroupLayout(tuple(x.shape), blocks, zeros, zeros + 1.0, zeros, cpg * s, n * s)
     # The scales need r to a few digits also where v << mu**2 (a constant group of 1e26 has v = 0 exactly):
     # one correction step of the mean makes the deviations, and so v, accurate to O(u**2 kappa**2).
     first = blocks.mean(axis=(2, 3), keepdims=True)
@@ -178,7 +178,7 @@ def group_layout(x: Any, num_groups: int, eps: float) -> GroupLayout:
     with np.errstate(divide="ignore"):
         rstd = 1.0 / np.sqrt(var + eps)
     abs_mean = np.abs(blocks).mean(axis=(2, 3), keepdims=True)
-    return GroupLayout(tuple(x.shape), blocks, mean, rstd, abs_mean, (c // num_groups) * s, n * s)
+    return GroupLayout(tuple(x.shape), blocks, mean, rstd, abs_mean, cpg * s, n * s)
 
 
 # ---------------------------------------------------------------------------------------------- terms

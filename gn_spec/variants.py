@@ -20,8 +20,8 @@ and return (grad_input, grad_weight, grad_bias) like ``gn_spec.group_norm_backwa
 judged with GN's backward tolerances, which bound them (each drops terms of GN's gradient or divides it).
 
 A variant explains an observed result when the error model accepts the observed values as the variant's
-values (the judge's worst error ratio is at most 1) and the variant is distinguishable from GN on that input,
-both ways: the judge rejects the variant's own values as GN's, and GN's exact values as the variant's;
+values (the scorer's worst error ratio is at most 1) and the variant is distinguishable from GN on that input,
+both ways: the scorer rejects the variant's own values as GN's, and GN's exact values as the variant's;
 otherwise a variant that coincides with GN there (the interleaved grouping when G = 1, say), or whose own
 bounds are wide enough to take GN's values too, would be blamed for an unrelated failure.
 """
@@ -37,6 +37,7 @@ import numpy as np
 
 import gn_spec
 from gn_spec import error_model
+from gn_spec.layout import block_rows
 
 #: A backward variant: (grad_output, x, num_groups, weight, eps) -> (grad_input, grad_weight, grad_bias).
 BackwardFn = Callable[
@@ -45,11 +46,14 @@ BackwardFn = Callable[
 
 
 @dataclass(frozen=True)
-class Case:
-    """The inputs of one counterexample, in float64 (exact values of the dtype under test).
+class Counterexample:
+    """The inputs of one counterexample as the diagnosis takes them: float64 arrays (exact values of the
+    dtype under test) and the name of that dtype.
 
     ``dtype`` names the format under test ("float16", "bfloat16", "float32", "float64"); ``grad_output`` is
-    present for backward cases only.
+    present for backward counterexamples only.  (Not :class:`gn_spec.strategies.Case`, which describes a
+    generated input by its structure and a seed.)  Each :class:`Piece` of a variant is scored as a
+    counterexample of its own.
     """
 
     x: np.ndarray
@@ -61,14 +65,18 @@ class Case:
     grad_output: np.ndarray | None = None
 
 
-class Judge(Protocol):
-    """The error model's verdict on one quantity: the worst element's error as a multiple of its bound.
+class Scorer(Protocol):
+    """How well observed values match expected ones on a counterexample: the worst element's error as a
+    multiple of its bound (the ``max_ratio`` of :func:`gn_spec.error_model.judge` for
+    :class:`ErrorModelScorer`).
 
     ``quantity`` is "output", "grad_input", "grad_weight" or "grad_bias"; ``expected`` is the exact (float64)
-    value the observed values are judged against. A result <= 1 means the observed values are accepted.
+    value the observed values are scored against. A result <= 1 means the observed values are accepted.
     """
 
-    def __call__(self, observed: np.ndarray, expected: np.ndarray, case: Case, quantity: str) -> float: ...
+    def __call__(
+        self, observed: np.ndarray, expected: np.ndarray, example: Counterexample, quantity: str
+    ) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class BackwardVariant:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """One variant that explains the observed result; ``ratio`` is the judge's worst error ratio (<= 1)."""
+    """One variant that explains the observed result; ``ratio`` is the scorer's worst error ratio (<= 1)."""
 
     variant: str
     message: str
@@ -123,8 +131,9 @@ class Variant:
     #: The format whose error model judges the match (None: the format under test). A variant that models a
     #: computation carried out in another precision is judged with that precision's unit roundoff.
     judged_as: str | None = None
-    #: Whether the variant is meaningful for a case (e.g. only float64 input can be "computed in float32").
-    applies: Callable[[Case], bool] = lambda case: True
+    #: Whether the variant is meaningful for a counterexample (e.g. only float64 input can be "computed in
+    #: float32").
+    applies: Callable[[Counterexample], bool] = lambda example: True
     #: A mark every output of the variant carries, checked on the observed output (None: no such mark).  A
     #: variant judged in another, coarser precision has bounds that also take GN's exact values, so
     #: matching them is no evidence; what is, is the mark (values that are all numbers of that precision).
@@ -142,16 +151,16 @@ class Variant:
         y = gn_spec.group_norm(p.x, p.num_groups, p.weight, p.bias, p.eps)
         return y if self.post is None else self.post(y)
 
-    def match(self, observed: np.ndarray, case: Case, judge: Judge) -> float:
-        """The judge's worst ratio for ``observed`` taken as this variant's output (<= 1: it matches)."""
-        if observed.shape != case.x.shape:
+    def match(self, observed: np.ndarray, example: Counterexample, scorer: Scorer) -> float:
+        """The scorer's worst ratio for ``observed`` taken as this variant's output (<= 1: it matches)."""
+        if observed.shape != example.x.shape:
             return float("inf")
         flat = observed.reshape(-1)
-        dtype = self.judged_as or case.dtype
+        dtype = self.judged_as or example.dtype
         worst = 0.0
-        for p in self.pieces(case.x, case.num_groups, case.weight, case.bias, case.eps):
-            piece_case = Case(p.x, p.num_groups, p.weight, p.bias, p.eps, dtype)
-            worst = max(worst, float(judge(flat[p.index], self._values(p), piece_case, "output")))
+        for p in self.pieces(example.x, example.num_groups, example.weight, example.bias, example.eps):
+            piece_example = Counterexample(p.x, p.num_groups, p.weight, p.bias, p.eps, dtype)
+            worst = max(worst, float(scorer(flat[p.index], self._values(p), piece_example, "output")))
         return worst
 
 
@@ -168,11 +177,6 @@ def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
-def _blocks(x: np.ndarray, num_groups: int) -> np.ndarray:
-    """x viewed as (N, G, m): one row per (sample, group) block."""
-    return np.asarray(x, dtype=np.float64).reshape(x.shape[0], num_groups, -1)
-
-
 def _positions(x: np.ndarray) -> np.ndarray:
     """The flat position of every element of x, in x's shape (what a piece's ``index`` is cut from)."""
     return np.arange(x.size).reshape(x.shape)
@@ -185,7 +189,7 @@ def _block_variance(x: np.ndarray, num_groups: int) -> np.ndarray:
     first-order effect of the rounding error of mu0, so the relative error is O(u log m) rather than
     O(u * |mu| / std) (Chan, Golub and LeVeque, "Algorithms for computing the sample variance", 1983).
     """
-    b = _blocks(x, num_groups)
+    b = block_rows(np.asarray(x, dtype=np.float64), num_groups)
     if b.shape[-1] == 0:
         return np.zeros(b.shape[:2])
     d = b - b.mean(axis=-1, keepdims=True)
@@ -381,8 +385,8 @@ def _zero_nan(y: np.ndarray) -> np.ndarray:
     return np.nan_to_num(y, nan=0.0, posinf=np.inf, neginf=-np.inf)
 
 
-def _has_non_finite(case: Case) -> bool:
-    return not bool(np.isfinite(case.x).all())
+def _has_non_finite(example: Counterexample) -> bool:
+    return not bool(np.isfinite(example.x).all())
 
 
 def _float32_numbers(observed: np.ndarray) -> bool:
@@ -412,7 +416,7 @@ FORWARD_VARIANTS: tuple[Variant, ...] = (
     Variant("channels_last_without_permute", "groups cut from the channels-last layout without a permute "
             "(each group mixes all channels)", _channels_last_without_permute),
     Variant("computed_in_float32", "the computation carried out in float32 (float32 accuracy, not float64)",
-            _computed_in_float32, judged_as="float32", applies=lambda case: case.dtype == "float64",
+            _computed_in_float32, judged_as="float32", applies=lambda example: example.dtype == "float64",
             signature=_float32_numbers),
     Variant("nan_replaced_by_zero", "NaN outputs replaced by 0 instead of propagated", _nan_replaced_by_zero,
             post=_zero_nan, applies=_has_non_finite),
@@ -463,8 +467,8 @@ def _backward_parts(grad_output: np.ndarray, x: np.ndarray, num_groups: int, wei
     """
     dy = np.asarray(grad_output, dtype=np.float64)
     w = np.ones(x.shape[1]) if weight is None else np.asarray(weight, dtype=np.float64)
-    dxhat = _blocks(dy * w.reshape(_channel_shape(x)), num_groups)
-    xhat = _blocks(gn_spec.group_norm(x, num_groups, None, None, eps), num_groups)
+    dxhat = block_rows(dy * w.reshape(_channel_shape(x)), num_groups)
+    xhat = block_rows(gn_spec.group_norm(x, num_groups, None, None, eps), num_groups)
     r = 1.0 / np.sqrt(_block_variance(x, num_groups) + eps)[..., None]
     return dxhat, xhat, r, gn_spec.group_norm_backward(grad_output, x, num_groups, weight, eps)
 
@@ -535,41 +539,45 @@ def _as_float64(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def _judged(judge: Judge, observed: np.ndarray, expected: np.ndarray, case: Case, quantity: str) -> float:
-    """The judge's ratio, or inf when the shapes differ (no variant changes the output's shape)."""
+def _score(scorer: Scorer, observed: np.ndarray, expected: np.ndarray, example: Counterexample,
+           quantity: str) -> float:
+    """The scorer's ratio, or inf when the shapes differ (no variant changes the output's shape)."""
     if observed.shape != expected.shape:
         return float("inf")
-    return float(judge(observed, expected, case, quantity))
+    return float(scorer(observed, expected, example, quantity))
 
 
-class ErrorModelJudge:
-    """The checker's error model (:mod:`gn_spec.error_model`) as a :class:`Judge`.
+class ErrorModelScorer:
+    """The checker's error model (:mod:`gn_spec.error_model`) as a :class:`Scorer`.
 
-    A tolerance depends only on the case's inputs, its dtype and the quantity, so it is computed once per
-    (case, quantity) for as long as the judge lives (one diagnosis).
+    A tolerance depends only on the counterexample's inputs, its dtype and the quantity, so it is computed
+    once per (counterexample, quantity) for as long as the scorer lives (one diagnosis).
     """
 
     def __init__(self) -> None:
-        self._tolerances: dict[tuple[int, str], tuple[Case, Any]] = {}
+        self._tolerances: dict[tuple[int, str], tuple[Counterexample, Any]] = {}
 
-    def _tolerance(self, case: Case, quantity: str) -> Any:
-        key = (id(case), quantity)
+    def _tolerance(self, example: Counterexample, quantity: str) -> Any:
+        key = (id(example), quantity)
         if key not in self._tolerances:
             if quantity == "output":
                 tol = error_model.forward_tolerance(
-                    case.x, case.num_groups, case.weight, case.bias, case.eps, case.dtype
+                    example.x, example.num_groups, example.weight, example.bias, example.eps, example.dtype
                 )
             else:
-                if case.grad_output is None:
-                    raise ValueError(f"judging {quantity} needs the case's grad_output")
+                if example.grad_output is None:
+                    raise ValueError(f"scoring {quantity} needs the counterexample's grad_output")
                 tol = error_model.backward_tolerances(
-                    case.grad_output, case.x, case.num_groups, case.weight, case.eps, case.dtype
+                    example.grad_output, example.x, example.num_groups, example.weight, example.eps,
+                    example.dtype,
                 )[quantity]
-            self._tolerances[key] = (case, tol)  # holding the case keeps its id from being reused
+            self._tolerances[key] = (example, tol)  # holding the example keeps its id from being reused
         return self._tolerances[key][1]
 
-    def __call__(self, observed: np.ndarray, expected: np.ndarray, case: Case, quantity: str) -> float:
-        return error_model.judge(quantity, observed, expected, self._tolerance(case, quantity)).max_ratio
+    def __call__(
+        self, observed: np.ndarray, expected: np.ndarray, example: Counterexample, quantity: str
+    ) -> float:
+        return error_model.judge(quantity, observed, expected, self._tolerance(example, quantity)).max_ratio
 
 
 @_quiet
@@ -582,14 +590,14 @@ def diagnose(
     eps: float = 1e-5,
     *,
     dtype: str,
-    judge: Judge | None = None,
+    scorer: Scorer | None = None,
     variants: Sequence[Variant] = FORWARD_VARIANTS,
 ) -> list[Diagnosis]:
     """The known variants that explain an implementation's forward output on one input, best match first.
 
     ``observed`` is the implementation's output for (x, num_groups, weight, bias, eps) in format ``dtype``.
-    Only a failure is explained: when the judge accepts ``observed`` as GN's output the result is [].
-    A variant is reported when the judge accepts ``observed`` as the variant's output (ratio <= 1) and
+    Only a failure is explained: when the scorer accepts ``observed`` as GN's output the result is [].
+    A variant is reported when the scorer accepts ``observed`` as the variant's output (ratio <= 1) and
     the input tells the two apart both ways: the variant's output is rejected as GN's, and GN's output is
     rejected as the variant's (a variant judged piece by piece can have much looser bounds than GN: one
     value per group with |x| >> sqrt(eps), say, where any output near GN's would "match"). A NaN of the
@@ -599,31 +607,31 @@ def diagnose(
     take GN's values too, is named only when the observed output carries its mark (``Variant.signature``).
     Returns [] when nothing fits.
     """
-    judge = judge or ErrorModelJudge()
+    scorer = scorer or ErrorModelScorer()
     obs = _as_float64(observed)
     xs = _as_float64(x)
     w = None if weight is None else _as_float64(weight)
     b = None if bias is None else _as_float64(bias)
-    case = Case(xs, int(num_groups), w, b, float(eps), dtype)
+    example = Counterexample(xs, int(num_groups), w, b, float(eps), dtype)
     expected = gn_spec.group_norm(xs, num_groups, w, b, eps)
-    if _judged(judge, obs, expected, case, "output") <= 1.0:
+    if _score(scorer, obs, expected, example, "output") <= 1.0:
         return []  # the output conforms: there is no failure to explain
     found = []
     for v in variants:
-        if not v.applies(case):
+        if not v.applies(example):
             continue
-        own = v.forward(xs, case.num_groups, w, b, case.eps)
+        own = v.forward(xs, example.num_groups, w, b, example.eps)
         nan = np.isnan(own)
-        if _judged(judge, np.where(nan, expected, own), expected, case, "output") <= 1.0:
+        if _score(scorer, np.where(nan, expected, own), expected, example, "output") <= 1.0:
             continue  # indistinguishable from GN on this input (where the variant gives a number)
         if v.signature is not None and not v.signature(obs):
             continue  # the observed output lacks the variant's mark
-        if v.judged_as is None and v.match(np.where(nan, own, expected), case, judge) <= 1.0:
+        if v.judged_as is None and v.match(np.where(nan, own, expected), example, scorer) <= 1.0:
             # the variant's own tolerance admits GN's exact output: a match would say nothing.  (A variant
             # judged in another precision, float32 for float64 input, is that loose by design: it names
             # the precision, and its signature tells it apart.)
             continue
-        ratio = v.match(obs, case, judge)
+        ratio = v.match(obs, example, scorer)
         if ratio <= 1.0:
             found.append(Diagnosis(v.name, f"the output matches GN with {v.explains}", ratio))
     return sorted(found, key=lambda d: d.ratio)
@@ -639,7 +647,7 @@ def diagnose_backward(
     eps: float = 1e-5,
     *,
     dtype: str,
-    judge: Judge | None = None,
+    scorer: Scorer | None = None,
     variants: Sequence[BackwardVariant] = BACKWARD_VARIANTS,
 ) -> list[Diagnosis]:
     """The known backward variants that explain observed (grad_input, grad_weight, grad_bias), best first.
@@ -648,22 +656,23 @@ def diagnose_backward(
     explained ([] when every compared gradient conforms). A variant is reported when every observed gradient
     matches the variant's (ratio <= 1) and at least one of the compared variant gradients is rejected as GN's.
     """
-    judge = judge or ErrorModelJudge()
+    scorer = scorer or ErrorModelScorer()
     xs = _as_float64(x)
     dy = _as_float64(grad_output)
     w = None if weight is None else _as_float64(weight)
-    case = Case(xs, int(num_groups), w, None, float(eps), dtype, dy)
+    example = Counterexample(xs, int(num_groups), w, None, float(eps), dtype, dy)
     names = ("grad_input", "grad_weight", "grad_bias")
     expected = gn_spec.group_norm_backward(dy, xs, num_groups, w, eps)
     compared = [i for i, o in enumerate(observed) if o is not None]
-    if all(_judged(judge, _as_float64(observed[i]), expected[i], case, names[i]) <= 1.0 for i in compared):
+    if all(_score(scorer, _as_float64(observed[i]), expected[i], example, names[i]) <= 1.0
+           for i in compared):
         return []  # the gradients conform: there is no failure to explain
     found = []
     for v in variants:
         grads = v.backward(dy, xs, int(num_groups), w, float(eps))
-        if max(_judged(judge, grads[i], expected[i], case, names[i]) for i in compared) <= 1.0:
+        if max(_score(scorer, grads[i], expected[i], example, names[i]) for i in compared) <= 1.0:
             continue  # indistinguishable from GN's backward on this input
-        ratio = max(_judged(judge, _as_float64(observed[i]), grads[i], case, names[i]) for i in compared)
+        ratio = max(_score(scorer, _as_float64(observed[i]), grads[i], example, names[i]) for i in compared)
         if ratio <= 1.0:
             found.append(Diagnosis(v.name, f"the gradients match GN's backward with {v.explains}", ratio))
     return sorted(found, key=lambda d: d.ratio)

@@ -29,6 +29,7 @@ from gn_spec.checker.property_framework import Draw, Outcome, default_cases, fai
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import Judgement, Tolerance, format_value, forward_tolerance, judge
 from gn_spec.formats import FORMATS, is_representable
+from gn_spec.layout import block_rows
 from gn_spec.strategies import MAGNITUDES, Case, Inputs
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -136,9 +137,9 @@ def verdict(j: Judgement, message: str, repro: str) -> Outcome:
     )
 
 
-def blocks_of(x: np.ndarray, num_groups: int) -> np.ndarray:
-    """x (N, C, *spatial) viewed as (N, G, m): one row per (sample, group) block."""
-    return x.reshape(x.shape[0], num_groups, -1)
+# x as (N, G, m), one row per (sample, group) block, under the name reproducer scripts import from here (those
+# written by gn-spec 0.1.0 and by this module's repro text): the view itself is gn_spec.layout.block_rows.
+blocks_of = block_rows
 
 
 # ---------------------------------------------------------------------------------------------- shift
@@ -163,7 +164,7 @@ def shift_pair(
     """
     p = FORMATS[dtype].significand_bits
     hi = MAGNITUDES[dtype][1] * math.log2(10)
-    b = blocks_of(np.asarray(x, dtype=np.float64), num_groups)
+    b = block_rows(np.asarray(x, dtype=np.float64), num_groups)
     rng = np.random.default_rng(seed)
     top = np.max(np.abs(b), axis=2) if b.shape[2] else np.zeros(b.shape[:2])
     e = np.floor(np.log2(np.where(top > 0, top, 1.0))) + 1
@@ -386,7 +387,7 @@ def spatial_permutation_equivariance(probe: Probe, case: Case, draw: Draw) -> Ou
 def constant_blocks(x: np.ndarray, num_groups: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(x', mask): about half the (sample, group) blocks (at least one) made constant, each equal to its first
     value (so exact in the dtype); mask (N, G) marks them."""
-    b = blocks_of(np.array(x, dtype=np.float64), num_groups)
+    b = block_rows(np.array(x, dtype=np.float64), num_groups)
     rng = np.random.default_rng(seed)
     mask = rng.random(b.shape[:2]) < 0.5
     if b.shape[0] * b.shape[1]:
@@ -428,7 +429,7 @@ def constant_groups_give_bias(probe: Probe, case: Case, draw: Draw) -> Outcome:
     bias = np.zeros(case.shape[1]) if b is None else b
     expected = np.broadcast_to(bias.reshape(1, -1, *([1] * (len(case.shape) - 2))), case.shape)
     tol = forward_tolerance(xc, g, w, b, eps, probe.dtype)
-    pick = np.broadcast_to(mask[:, :, None], blocks_of(xc, g).shape).reshape(case.shape)
+    pick = np.broadcast_to(mask[:, :, None], block_rows(xc, g).shape).reshape(case.shape)
     sub = replace(tol, scale=tol.scale[pick], bound=tol.bound[pick])
     j = judge("output of constant blocks", y[pick], expected[pick], sub, against="the bias (exact)")
     out = verdict(j, "a constant (sample, group) block did not give the bias", _CONSTANT_REPRO)
@@ -447,7 +448,7 @@ def constant_note(mask: np.ndarray) -> str:
 
 def with_nan(x: np.ndarray, num_groups: int, block: int, seed: int) -> np.ndarray:
     """x with one NaN at a random position of (sample, group) block ``block`` (row-major over (N, G))."""
-    b = blocks_of(np.array(x, dtype=np.float64), num_groups)
+    b = block_rows(np.array(x, dtype=np.float64), num_groups)
     n, g = divmod(block, b.shape[1])
     b[n, g, np.random.default_rng(seed).integers(b.shape[2])] = np.nan
     return b.reshape(x.shape)
@@ -485,7 +486,7 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
     pair = forward_pair(probe, case, inp, (inp.x, case.eps, "x"), (xn, case.eps, "x with a NaN"), repro)
     if isinstance(pair, Outcome):
         return pair
-    clean, dirty = blocks_of(pair[0], g), blocks_of(pair[1], g)
+    clean, dirty = block_rows(pair[0], g), block_rows(pair[1], g)
     n, gg = divmod(block, g)
     not_nan = int(np.sum(~np.isnan(dirty[n, gg])))
     if not_nan:
@@ -500,7 +501,7 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
     if not others.any():
         return Outcome.passed(0.0, 0.0)
     (tol,) = tolerances(probe, case, inp, (inp.x, case.eps))
-    tb, bb = blocks_of(tol.scale, g)[others], blocks_of(tol.bound, g)[others]
+    tb, bb = block_rows(tol.scale, g)[others], block_rows(tol.bound, g)[others]
     t = replace(tol, scale=tb, bound=bb)
     clean_exact = reference_output(case, inp, inp.x, case.eps)
     j = compare(
@@ -510,6 +511,6 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
         t,
         t,
         against_label="without the NaN, the same element gave",
-        exact=lambda: blocks_of(clean_exact(), g)[others],
+        exact=lambda: block_rows(clean_exact(), g)[others],
     )
     return verdict(j, f"a NaN in block (sample {n}, group {gg}) changed the output of other blocks", repro)

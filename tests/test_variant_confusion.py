@@ -62,9 +62,9 @@ def test_float64_with_a_float32_eps_is_not_diagnosed_as_computed_in_float32(seed
     x, g, w, b, _ = _discriminating("float64", seed)
     eps = 1e-3  # float32(1e-3) differs from 1e-3 by 4.7e-11: GN with it fails at float64
     observed = truthful.float32_eps(x, g, w, b, eps)
-    judge = V.ErrorModelJudge()
-    case = V.Case(x, g, w, b, eps, "float64")
-    assert judge(observed, gn_spec.group_norm(x, g, w, b, eps), case, "output") > 1.0  # a failure
+    score = V.ErrorModelScorer()
+    example = V.Counterexample(x, g, w, b, eps, "float64")
+    assert score(observed, gn_spec.group_norm(x, g, w, b, eps), example, "output") > 1.0  # a failure
     found = V.diagnose(observed, x, g, w, b, eps, dtype="float64")
     assert "computed_in_float32" not in [d.variant for d in found]
 
@@ -80,19 +80,19 @@ def test_no_variant_is_confused_with_another(dtype: str, seed: int) -> None:
     """For every pair (A, B): A's output, where A differs from GN, is diagnosed as A, and as B only when the
     error model cannot tell A's exact values from B's (B's match accepts them)."""
     x, g, w, b, eps = _discriminating(dtype, seed)
-    judge = V.ErrorModelJudge()
-    case = V.Case(x, g, w, b, eps, dtype)
+    score = V.ErrorModelScorer()
+    example = V.Counterexample(x, g, w, b, eps, dtype)
     expected = gn_spec.group_norm(x, g, w, b, eps)
     for a in V.FORWARD_VARIANTS:
         xa = x.copy()
         if a.name == "nan_replaced_by_zero":
             xa[1, 2, 1, 1] = np.nan
-        ca = V.Case(xa, g, w, b, eps, dtype)
+        ca = V.Counterexample(xa, g, w, b, eps, dtype)
         if not a.applies(ca):
             continue
         observed = _observed(a, xa, g, w, b, eps, dtype)
         exp_a = gn_spec.group_norm(xa, g, w, b, eps)
-        if judge(observed, exp_a, ca, "output") <= 1.0:
+        if score(observed, exp_a, ca, "output") <= 1.0:
             continue  # A coincides with GN here
         with np.errstate(all="ignore"):
             found = [d.variant for d in V.diagnose(observed, xa, g, w, b, eps, dtype=dtype)]
@@ -100,5 +100,5 @@ def test_no_variant_is_confused_with_another(dtype: str, seed: int) -> None:
             for name in found:
                 if name != a.name:
                     other = V.VARIANTS_BY_NAME[name]
-                    assert other.match(a.forward(xa, g, w, b, eps), ca, judge) <= 1.0, (a.name, name)
-    assert judge(expected, expected, case, "output") == 0.0
+                    assert other.match(a.forward(xa, g, w, b, eps), ca, score) <= 1.0, (a.name, name)
+    assert score(expected, expected, example, "output") == 0.0

@@ -197,11 +197,11 @@ def test_variant_with_looser_bounds_than_gn_is_not_blamed():
     x, w, b = (_round(a, "float32") for a in (x, w, b))
     expected = gn_spec.group_norm(x, 1, w, b, eps)
     observed = _round(expected * (1 + 1.6e-4), "float32")
-    judge = V.ErrorModelJudge()
-    case = V.Case(x, 1, w, b, eps, "float32")
-    assert judge(observed, expected, case, "output") > 1.0  # a failure to explain
-    assert VARIANTS["instance_norm"].match(observed, case, judge) <= 1.0  # the loose match
-    assert VARIANTS["instance_norm"].match(expected, case, judge) <= 1.0  # ... that GN itself passes too
+    score = V.ErrorModelScorer()
+    example = V.Counterexample(x, 1, w, b, eps, "float32")
+    assert score(observed, expected, example, "output") > 1.0  # a failure to explain
+    assert VARIANTS["instance_norm"].match(observed, example, score) <= 1.0  # the loose match
+    assert VARIANTS["instance_norm"].match(expected, example, score) <= 1.0  # ... that GN itself passes too
     assert "instance_norm" not in [d.variant for d in V.diagnose(observed, x, 1, w, b, eps, dtype="float32")]
 
 
@@ -228,21 +228,22 @@ def test_variant_recognised_whenever_the_input_tells_it_apart(structure):
     w = _round(rng.uniform(0.5, 2.0, shape[1]) * signs, "float32") if affine else None
     b = _round(rng.standard_normal(shape[1]), "float32") if affine else None
     eps = 1e-3
-    judge = V.ErrorModelJudge()
-    case = V.Case(x, g, w, b, eps, "float32")
+    score = V.ErrorModelScorer()
+    example = V.Counterexample(x, g, w, b, eps, "float32")
     expected = gn_spec.group_norm(x, g, w, b, eps)
     assert V.diagnose(_round(expected, "float32"), x, g, w, b, eps, dtype="float32") == []
     for v in V.FORWARD_VARIANTS:
-        if not v.applies(case) or v.judged_as is not None:
+        if not v.applies(example) or v.judged_as is not None:
             continue
         exact = v.forward(x, g, w, b, eps)
         observed = _round(exact, "float32")
         nan = np.isnan(exact)  # a variant's NaN is no evidence (0/0 has many causes): diagnose() skips it
         numbers = np.where(nan, expected, exact)
-        if judge(numbers, expected, case, "output") <= 1.0 or judge(observed, expected, case, "output") <= 1:
+        if (score(numbers, expected, example, "output") <= 1.0
+                or score(observed, expected, example, "output") <= 1):
             continue  # GN and the variant coincide on this input (e.g. interleaved groups with G = 1)
         with np.errstate(all="ignore"):  # variants make inf and NaN by design (as diagnose() allows)
-            loose = v.match(np.where(nan, exact, expected), case, judge) <= 1.0
+            loose = v.match(np.where(nan, exact, expected), example, score) <= 1.0
         if loose:
             continue  # the variant's own bounds take GN's values too (one value per piece, tiny eps)
         assert v.name in [d.variant for d in V.diagnose(observed, x, g, w, b, eps, dtype="float32")]

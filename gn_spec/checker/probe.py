@@ -96,7 +96,6 @@ class Probe:
             inputs.bias,
             case.eps,
             dtype=self.config.dtype,
-            judge=_variant_judge(),
         )
         return [d.message for d in found]
 
@@ -112,7 +111,6 @@ class Probe:
             inputs.weight,
             case.eps,
             dtype=self.config.dtype,
-            judge=_variant_judge(),
         )
         return [d.message for d in found]
 
@@ -141,29 +139,3 @@ def _described(d: dict[str, Any]) -> str:
     if kind == "other":
         return "None" if d.get("type") == "NoneType" else f"a {d.get('type')} ({d.get('repr', '')[:60]})"
     return f"a {d.get('type')} of dtype {d.get('dtype')} and shape {tuple(d.get('shape', ()))}"
-
-
-def _variant_judge() -> Any:
-    """The error model as ``gn_spec.variants`` wants it: ``(observed, expected, case, quantity) -> ratio``.
-
-    ``error_model.variant_judge`` when the error model provides one, else the same built here from
-    forward_tolerance / backward_tolerances.
-    """
-    from gn_spec import error_model
-
-    provided = getattr(error_model, "variant_judge", None)
-    if provided is not None:
-        return provided
-
-    def ratio(observed: np.ndarray, expected: np.ndarray, case: Any, quantity: str) -> float:
-        if quantity == "output":
-            tol = error_model.forward_tolerance(
-                case.x, case.num_groups, case.weight, case.bias, case.eps, case.dtype
-            )
-        else:
-            tol = error_model.backward_tolerances(
-                case.grad_output, case.x, case.num_groups, case.weight, case.eps, case.dtype
-            )[quantity]
-        return error_model.judge(quantity, observed, expected, tol).max_ratio
-
-    return ratio

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from gn_spec import layout
+
 # The float formats whose every value float64 holds exactly.
 _EXACT_FLOATS = (np.float16, np.float32, np.float64)
 
@@ -69,7 +71,11 @@ def check_eps(eps: Any) -> float:
 
 @dataclass(frozen=True)
 class Problem:
-    """A validated call: x as float64 viewed (N, G, C/G, S), per-channel affine as float64 (C,), eps."""
+    """A validated call: x as float64, per-channel affine as float64 (C,), eps.
+
+    ``x4`` is the contiguous float64 x viewed (N, G, C/G, S) by :func:`gn_spec.layout.blocks`, the array the
+    compiled kernels take.
+    """
 
     shape: tuple[int, ...]
     num_groups: int
@@ -81,10 +87,6 @@ class Problem:
     @property
     def channels(self) -> int:
         return self.shape[1]
-
-    def blocks(self, array: np.ndarray) -> np.ndarray:
-        """Another array of the input's shape viewed as (N, G, C/G, S)."""
-        return array.reshape(self.x4.shape)
 
 
 def _check_shape(shape: tuple[int, ...], num_groups: Any) -> int:
@@ -127,9 +129,7 @@ def problem(x: Any, num_groups: Any, weight: Any, bias: Any, eps: Any) -> Proble
     channels = shape[1]
     w = _per_channel(weight, "weight", channels, 1.0)
     b = _per_channel(bias, "bias", channels, 0.0)
-    spatial = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
-    x4 = arr.reshape(shape[0], groups, channels // groups, spatial)
-    return Problem(shape, groups, x4, w, b, check_eps(eps))
+    return Problem(shape, groups, layout.blocks(arr, groups), w, b, check_eps(eps))
 
 
 def same_shape(value: Any, name: str, p: Problem) -> np.ndarray:
@@ -139,7 +139,7 @@ def same_shape(value: Any, name: str, p: Problem) -> np.ndarray:
     arr = as_real_array(value, name)
     if arr.shape != p.shape:
         raise ValueError(f"{name} has shape {arr.shape}; it must match the input's shape {p.shape}")
-    return p.blocks(arr)
+    return layout.blocks(arr, p.num_groups)
 
 
 def per_channel(value: Any, name: str, p: Problem) -> np.ndarray:
