@@ -38,6 +38,7 @@ from gn_spec.checker.target import make_config
 from gn_spec.formats import NAMES
 from gn_spec.profiles import PROFILE_NAMES, PROFILES
 from gn_spec.properties import catalogue
+from gn_spec.strategies import Case
 
 DECADE_RECIPES = ("offset", "near_eps", "exact")
 
@@ -78,7 +79,7 @@ def cell_counts(profile: str, dtype: str, seed: int) -> collections.Counter[tupl
         deadline=None,
     )
     @given(spec.cases(config))
-    def draw(case):  # type: ignore[no-untyped-def]
+    def draw(case: Case) -> None:
         counts[(case.data, case.log10_offset if case.data in DECADE_RECIPES else None)] += 1
 
     draw()
