@@ -225,6 +225,9 @@ _SINGLE_VALUE_REPRO = """
 y = forward(x, num_groups, weight, bias, eps)
 expected = gn_spec.group_norm(x, num_groups, weight, bias, eps)
 print("output:", as_float64(y).ravel(), " expected (the bias):", expected.ravel())
+verdict = judge("output", as_float64(y), expected, forward_tolerance(x, num_groups, weight, bias, eps, DTYPE))
+print(verdict.message)
+assert verdict.passed, "the target does not conform"
 """
 
 

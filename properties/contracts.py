@@ -38,6 +38,10 @@ def _returned(probe: Probe, result: CallResult, name: str, shape: tuple[int, ...
 _SHAPE_REPRO = """
 y = forward(x, num_groups, weight, bias, eps)
 print(type(y), getattr(y, "shape", None), getattr(y, "dtype", None), "for input", x.shape, DTYPE)
+shape = tuple(getattr(y, "shape", ()))
+assert shape == x.shape, f"the output: y has shape {shape}, expected {x.shape} (the input's)"
+dtype = str(getattr(y, "dtype", type(y).__name__)).replace("torch.", "")
+assert dtype == DTYPE, f"the output: y has dtype {dtype}, expected {DTYPE} (the input's)"
 """
 
 
@@ -76,12 +80,30 @@ def _changed(sent: np.ndarray, after: np.ndarray) -> str | None:
 
 
 _UNMODIFIED_REPRO = """
+def copies(arrays):
+    return [None if a is None else (a.detach().clone() if hasattr(a, "clone") else a.copy()) for a in arrays]
+
+
+def modified(call, names, arrays, before):
+    plain = [[as_float64(a) if hasattr(a, "clone") else a for a in v] for v in (arrays, before)]
+    changed = [n for n, a, b in zip(names, *plain) if a is not None and not np.array_equal(a, b, equal_nan=1)]
+    print(call, "modified:", ", ".join(changed) or "nothing")
+    assert not changed, f"{call} modified its input {changed[0]}"
+
+
 args = [native(x, True), native(weight), native(bias)]
-before = [None if a is None else (a.clone() if hasattr(a, "clone") else a.copy()) for a in args]
+before = copies(args)
 target(args[0], num_groups, args[1], args[2], eps)
-for name, a, b in zip(("x", "weight", "bias"), args, before):
-    if a is not None:
-        print(name, "unchanged:", bool((a == b).all()))
+modified("the forward call", ("x", "weight", "bias"), args, before)
+if "torch" in globals():  # the checker's backward call too: torch.autograd.grad through the same function
+    leaves = _leaves(x, weight, bias)
+    dy = native(grad_output, True)
+    names = list(leaves) + ["grad_output"]
+    arrays = list(leaves.values()) + [dy]
+    before = copies(arrays)
+    y = target(leaves["x"], num_groups, leaves.get("weight"), leaves.get("bias"), eps)
+    _grad(y, list(leaves.values()), dy)
+    modified("the backward call", names, arrays, before)
 """
 
 _UNMODIFIED_REPRO_CS231N = """
@@ -91,8 +113,10 @@ out, cache = forward_fn(args[0], args[1], args[2], num_groups, {"eps": eps})
 dout = native(grad_output)
 dout_before = dout.copy()
 backward_fn(dout, cache)
-for name, a, b in zip(("x", "gamma", "beta", "dout"), args + [dout], before + [dout_before]):
-    print(name, "unchanged:", np.array_equal(a, b, equal_nan=True))
+changed = [name for name, a, b in zip(("x", "weight", "bias", "grad_output"), args + [dout],
+                                      before + [dout_before]) if not np.array_equal(a, b, equal_nan=True)]
+print("modified by the forward and backward calls:", ", ".join(changed) or "nothing")
+assert not changed, f"the call modified its input {changed[0]}"
 """
 
 
@@ -149,7 +173,8 @@ try:
 except Exception as exc:
     print("rejected, as required:", repr(exc))
 else:
-    print(f"num_groups={num_groups} does not divide C={x.shape[1]}, yet the target returned", type(y))
+    raise AssertionError(f"num_groups={num_groups} does not divide C={x.shape[1]}, yet the call returned a "
+                         f"{type(y).__module__.split('.')[0]}.{type(y).__name__} instead of raising")
 """
 
 
@@ -188,6 +213,8 @@ def affine_cases(config: CheckConfig) -> st.SearchStrategy[Case]:
 _GRAD_SHAPE_REPRO = """
 grads = backward(x, num_groups, weight, bias, eps, grad_output)
 print({name: g.shape for name, g in grads.items()}, "weight shape", weight.shape)
+for name, shape in (("grad_input", x.shape), ("grad_weight", weight.shape), ("grad_bias", weight.shape)):
+    assert grads[name].shape == shape, f"the backward: {name} has shape {grads[name].shape}, expected {shape}"
 """
 
 
@@ -224,6 +251,8 @@ y1 = as_float64(forward(x, num_groups, weight, bias, eps))
 y2 = as_float64(forward(x, num_groups, weight, bias, eps))
 print("identical:", np.array_equal(y1, y2, equal_nan=True), " largest difference:", np.nanmax(np.abs(y1 -
 y2)))
+assert np.array_equal(y1, y2, equal_nan=True) and np.array_equal(np.signbit(y1), np.signbit(y2)), (
+    "two calls on the same input gave different outputs")
 """
 
 

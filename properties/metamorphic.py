@@ -188,6 +188,11 @@ y2 = as_float64(forward(x2, num_groups, weight, bias, eps))
 print("shifts per (sample, group):", shifts.tolist())
 print("largest |GN(x + c) - GN(x)|:", np.nanmax(np.abs(y2 - y1)), "at",
 np.unravel_index(np.nanargmax(np.abs(y2 - y1)), y1.shape))
+from gn_spec.properties.metamorphic import compare
+j = compare("GN(x + c) against GN(x)", y2, y1, forward_tolerance(x2, num_groups, weight, bias, eps, DTYPE),
+            forward_tolerance(x1, num_groups, weight, bias, eps, DTYPE))
+print(j.message)
+assert j.passed, "shifting each (sample, group) by a constant changed the output (shift exponent {bits})"
 """
 
 
@@ -244,6 +249,12 @@ k = {k}
 y1 = as_float64(forward(x, num_groups, weight, bias, eps))
 y2 = as_float64(forward(np.ldexp(inputs.x, k).astype(x.dtype), num_groups, weight, bias, eps * 4.0**k))
 print("largest |GN(2**k x; 4**k eps) - GN(x; eps)|:", np.nanmax(np.abs(y2 - y1)))
+from gn_spec.properties.metamorphic import compare
+j = compare("GN(2**k x; 4**k eps) against GN(x; eps)", y2, y1,
+            forward_tolerance(np.ldexp(inputs.x, k), num_groups, weight, bias, eps * 4.0**k, DTYPE),
+            forward_tolerance(inputs.x, num_groups, weight, bias, eps, DTYPE))
+print(j.message)
+assert j.passed, "scaling x by 2**{k} and eps by 4**{k} changed the output"
 """
 
 
@@ -284,6 +295,14 @@ index = {index}
 y = as_float64(forward(x, num_groups, weight, bias, eps))
 y_sub = as_float64(forward(x[index], num_groups, weight, bias, eps))
 print("largest |GN(x[P]) - GN(x)[P]|:", np.nanmax(np.abs(y_sub - y[index])))
+from dataclasses import replace
+from gn_spec.properties.metamorphic import compare
+t1 = forward_tolerance(inputs.x, num_groups, weight, bias, eps, DTYPE)
+t1p = replace(t1, scale=t1.scale[index], bound=t1.bound[index])
+j = compare("GN(x[P]) against GN(x)[P]", y_sub, y[index],
+            forward_tolerance(inputs.x[index], num_groups, weight, bias, eps, DTYPE), t1p)
+print(j.message)
+assert j.passed, "the output of a sample depends on the other samples (P = {index})"
 """
 
 
@@ -345,6 +364,14 @@ perm = spatial_permutation(x.shape, {salt})
 y = as_float64(forward(x, num_groups, weight, bias, eps))
 y_perm = as_float64(forward(permute_spatial(x, perm), num_groups, weight, bias, eps))
 print("largest |GN(x o pi) - GN(x) o pi|:", np.nanmax(np.abs(y_perm - permute_spatial(y, perm))))
+from dataclasses import replace
+from gn_spec.properties.metamorphic import compare
+t1 = forward_tolerance(inputs.x, num_groups, weight, bias, eps, DTYPE)
+t1p = replace(t1, scale=permute_spatial(t1.scale, perm), bound=permute_spatial(t1.bound, perm))
+t2 = forward_tolerance(permute_spatial(inputs.x, perm), num_groups, weight, bias, eps, DTYPE)
+j = compare("GN(x o pi) against GN(x) o pi", y_perm, permute_spatial(y, perm), t2, t1p)
+print(j.message)
+assert j.passed, "permuting spatial positions (salt {salt}) did not permute the output alike"
 """
 
 
@@ -404,6 +431,13 @@ b = np.zeros(x.shape[1]) if bias is None else bias.astype(np.float64)
 expected = blocks_of(np.broadcast_to(b.reshape(1, -1, *([1] * (x.ndim - 2))), x.shape), num_groups)
 print("constant blocks (sample, group):", np.argwhere(mask).tolist())
 print("largest |GN - bias| over them:", np.max(np.abs(y[mask] - expected[mask])))
+from dataclasses import replace
+tol = forward_tolerance(xc, num_groups, weight, bias, eps, DTYPE)
+pick = np.broadcast_to(mask[:, :, None], y.shape).reshape(x.shape)
+j = judge("output of constant blocks", y.reshape(x.shape)[pick], expected.reshape(x.shape)[pick],
+          replace(tol, scale=tol.scale[pick], bound=tol.bound[pick]), against="the bias (exact)")
+print(j.message)
+assert j.passed, "a constant (sample, group) block did not give the bias"
 """
 
 
@@ -466,6 +500,18 @@ others = np.ones(y.shape[:2], bool)
 others[n, g] = False
 print("elsewhere, NaNs:", int(np.isnan(y_nan[others]).sum()), " largest change:",
 np.nanmax(np.abs(y_nan[others] - y[others]), initial=0))
+left = int(np.sum(~np.isnan(y_nan[n, g])))
+message = "a NaN in block (sample %d, group %d) left %d of its %d outputs not NaN" % (n, g, left, y.shape[2])
+assert not left, message
+if others.any():
+    from dataclasses import replace
+    from gn_spec.properties.metamorphic import compare
+    tol = forward_tolerance(inputs.x, num_groups, weight, bias, eps, DTYPE)
+    scale, bound = (blocks_of(a, num_groups)[others] for a in (tol.scale, tol.bound))
+    t = replace(tol, scale=scale, bound=bound)
+    j = compare("other blocks with a NaN against without", y_nan[others], y[others], t, t)
+    print(j.message)
+    assert j.passed, "a NaN in block (sample %d, group %d) changed the output of other blocks" % (n, g)
 """
 
 

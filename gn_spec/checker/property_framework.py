@@ -41,7 +41,9 @@ class Outcome:
     ``nonfinite``: outputs that were NaN or +-inf where the exact value is finite, and ``kind``: what the
     worst one was when the worst error is such an element (``"NaN output"``, ``"+inf output"``, ...);
     ``inputs_note``: how the inputs passed differ from the case's description, when the property changed
-    them (e.g. blocks made constant), appended to the counterexample.
+    them (e.g. blocks made constant), appended to the counterexample; ``headline``: what went wrong in a few
+    words, where that is not the property's claim being false (a call that raised, crashed or hung says so,
+    instead of a headline such as "leaves its input arrays as they were" for an input nobody modified).
     """
 
     ok: bool
@@ -55,6 +57,7 @@ class Outcome:
     nonfinite: int = 0
     kind: str = ""
     inputs_note: str = ""
+    headline: str = ""
 
     @staticmethod
     def passed(ratio: float | None = None, units: float | None = None) -> Outcome:
@@ -192,7 +195,18 @@ def failure_of(result: CallResult, what: str, repro: str = "") -> Outcome:
         process=result.is_failure_of_process,
         detail=((result.exception or {}).get("traceback", "") or result.log).rstrip(),
         repro=repro,
+        headline=CALL_FAILURE_HEADLINES.get(result.status, "a call did not return values"),
     )
+
+
+#: The headline of a failure that is a call not returning, by CallResult status: what happened, not the claim.
+CALL_FAILURE_HEADLINES = {
+    "raised": "the call raised an exception instead of returning",
+    "crashed": "the target's process crashed",
+    "timeout": "the target hung (no answer within the timeout)",
+    "protocol_error": "the target's call could not be completed",
+    "bad_return": "the target returned something that is not the expected arrays",
+}
 
 
 def from_judgements(judgements: list[Judgement], what: str, repro: str = "") -> Outcome:

@@ -33,6 +33,12 @@ class PropertyResult:
     target the property judged (``"forward"``, ``"backward"``, ``"second order"``; empty if not applicable).
     ``worst_case``: for a failure, the case that gave ``worst_error`` and its worst elements (index, observed,
     exact), when it is worse than the shrunk counterexample (which can be a marginal one); None otherwise.
+    ``counterexample_fields``: the counterexample's structure under the names programs (and the deviations
+    file) use: shape, num_groups, group_size (None for an invalid grouping), eps, affine, data, seed, dtype,
+    plus the data recipe's log10_offset, log10_scale and grad_offset; None when nothing failed.
+    ``headline``: for a failure, what happened when that is not the property's claim failing (a call that
+    raised, crashed or hung); the console shows it instead of ``summary``, which would then say something
+    false.  Empty otherwise.
     """
 
     name: str
@@ -51,6 +57,8 @@ class PropertyResult:
     nonfinite_elements: int = 0
     checks: list[str] = field(default_factory=list)
     worst_case: str | None = None
+    counterexample_fields: dict[str, Any] | None = None
+    headline: str = ""
 
     @property
     def failed(self) -> bool:
@@ -267,7 +275,7 @@ def write_table(report: Report, out: TextIO) -> None:
         "exact_i| / (u * s_i)\nworst (u*scale): that err_i, in units of u * s_i (SPEC.md, section 3)\n"
     )
     for p in report.failed:
-        out.write(f"\n=== {p.name} FAILED: {p.summary}\n")
+        out.write(f"\n=== {p.name} FAILED: {p.headline or p.summary}\n")
         out.write(failure_text(p).rstrip() + "\n")
     scope = f"{report.scope}; " if report.scope else ""
     out.write(

@@ -16,9 +16,11 @@ those lines may use:
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 
 from gn_spec.checker.dtypes import CONTAINER
+from gn_spec.checker.options import CONFIG, options_in
 from gn_spec.checker.target import CheckConfig
 from gn_spec.strategies import Case
 
@@ -214,7 +216,7 @@ def helpers(config: CheckConfig, body: str) -> str:
             cl_doc=cl_doc,
             cl_torch=_CHANNELS_LAST_TORCH if cl else "",
         )
-        if "backward(" in body:
+        if "backward(" in body or "_leaves(" in body:
             code += _TORCH_GRAD
         if "double_backward(" in body:
             code += _TORCH_SECOND
@@ -222,13 +224,24 @@ def helpers(config: CheckConfig, body: str) -> str:
     return _NUMPY.format(cl_doc=cl_doc, cl_numpy=_CHANNELS_LAST_NUMPY if cl else "")
 
 
+def replay_command(config: CheckConfig, property_name: str | None = None) -> str:
+    """The ``gn-spec check`` command line that repeats the run of ``config``: every CONFIG option of the
+    options table (so none that changes what is generated or how the target is called can be left out),
+    then ``--property NAME`` when given."""
+    words = ["gn-spec", "check", config.target.text]
+    for option in options_in(CONFIG):
+        if not option.positional:
+            value = getattr(config, option.name)
+            words += [option.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if property_name is not None:
+        words += ["--property", property_name]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def build(config: CheckConfig, property_name: str, case: Case, body: str) -> str:
     """The whole reproducer script for ``property_name`` failing on ``case`` (``body``: its part)."""
     c = config
-    command = (
-        f"gn-spec check {c.target.text} --api {c.api} --dtype {c.dtype} --device {c.device} "
-        f"--memory-format {c.memory_format} --seed {c.seed}"
-    )
+    command = replay_command(c, property_name)
     header = (
         f'"""Reproduces a gn-spec failure: property {property_name} of {c.target.text}.\n\n'
         f"Found by: {command}\n"

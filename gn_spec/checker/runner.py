@@ -219,7 +219,26 @@ def run_property(
         seconds=seconds,
         checks=checked,
         worst_case=worst_case,
+        counterexample_fields=counterexample_fields(case, config.dtype),
+        headline=outcome.headline,
     )
+
+
+def counterexample_fields(case: Case, dtype: str) -> dict[str, Any]:
+    """The counterexample's structure for the JSON report (PropertyResult.counterexample_fields)."""
+    return {
+        "shape": list(case.shape),
+        "num_groups": case.num_groups,
+        "group_size": case.group_size if case.valid else None,
+        "eps": case.eps,
+        "affine": case.affine,
+        "data": case.data,
+        "seed": case.seed,
+        "dtype": dtype,
+        "log10_offset": case.log10_offset,
+        "log10_scale": case.log10_scale,
+        "grad_offset": case.grad_offset,
+    }
 
 
 _CALL_ONLY_REPRO = """
