@@ -4,7 +4,9 @@ Keras picks its backend once per process (KERAS_BACKEND), so each call runs in a
 computes in float32 (it upcasts float16), takes mean and variance from ``ops.moments`` and returns the fused
 form x * inv + (-mean * inv + beta). ``ops.moments`` on the torch and numpy backends is the one-pass
 E[x^2] - E[x]^2 with no clamp, so a cancelled variance below -epsilon gives NaN; on jax it is jnp.var (two
-passes), but the fused output still cancels when |mean|/std is large.
+passes). (The fused output loses digits when |mean|/std is large, e.g. 2.5e-2 at x = 1e6 + [0, 1, 2, 3], but
+that is 0.19 of SPEC section 3's bound, which allows for the input's own rounding at that conditioning: not a
+finding.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 
 import numpy as np
 import pytest
-from exact_gn import exact_gn_rows, worst_relative_error
+from exact_gn import exact_gn_rows
 
 # keras itself is not imported here: without KERAS_BACKEND its import needs tensorflow
 if importlib.util.find_spec("keras") is None:
@@ -60,16 +62,3 @@ def test_one_pass_moments_nan_where_finite(backend: str) -> None:
     assert all(np.isnan(got[0]))
     assert all(abs(float(v)) < 1e-3 for v in exact[0])
     assert all(np.isfinite((_keras("jax", NEAR_100, 1e-3))[0]))
-
-
-def test_fused_output_cancels_on_jax() -> None:
-    """x = [[1e6, 1e6 + 1, 1e6 + 2, 1e6 + 3]] float32, groups = 1, epsilon = 1e-3, jax backend.
-
-    Measured: [-1.3125, -0.4375, 0.4375, 1.375]; exact: [-1.341104, -0.447035, 0.447035, 1.341104]; worst
-    error 2.5e-2 of the largest exact value. The variance is right (two-pass); the loss is the fused
-    x * inv - mean * inv, two terms near 7.5e5 whose float32 spacing is 0.0625.
-    """
-    x = [[1e6, 1e6 + 1, 1e6 + 2, 1e6 + 3]]
-    exact = exact_gn_rows(x, 1, 1e-3)
-    got = (_keras("jax", x, 1e-3))
-    assert worst_relative_error(got, exact) > 1e-2
