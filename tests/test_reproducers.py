@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from implementations.catalogue import ROOT
 
 from gn_spec.checker import run_check
-from tests.implementations.catalogue import ROOT
 
 FAULTY = ROOT / "tests" / "implementations" / "faulty"
 TARGETS = ROOT / "tests" / "targets"
