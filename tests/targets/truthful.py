@@ -3,17 +3,7 @@ GroupNorms do, for the tests of what the checker's reports say about them (tests
 No framework is imported: each reproduces one behaviour in numpy."""
 
 import numpy as np
-
-
-def _normalize64(x, num_groups, weight, bias, eps):
-    """Two-pass GroupNorm in float64."""
-    n, c = x.shape[0], x.shape[1]
-    if c % num_groups:
-        raise ValueError(f"num_groups={num_groups} does not divide C={c}")
-    g = np.asarray(x, dtype=np.float64).reshape(n, num_groups, -1)
-    mean = g.mean(axis=-1, keepdims=True)
-    var = ((g - mean) ** 2).mean(axis=-1, keepdims=True)
-    return _affine(((g - mean) / np.sqrt(var + eps)).reshape(x.shape), weight, bias)
+from hostile import _normalize64  # the float64 two-pass GN the hostile targets use (a sibling file)
 
 
 def _affine(y, weight, bias):
