@@ -2,8 +2,9 @@
 
 ``gn-spec check TARGET [options]`` judges an implementation of Group Normalization (exit status 0: conforms,
 1: does not conform, 2: usage error; 3 only if gn-spec itself fails, which is a bug in gn-spec).  ``gn-spec
-derive [args]`` runs ``python -m gn_spec.derivations``.  The options of ``check`` are declared once, in
-:mod:`gn_spec.checker.options`; :func:`build_parser` adds them.
+targets`` lists the built-in targets.  ``gn-spec derive [args]`` runs ``python -m gn_spec.derivations``.
+The options of ``check`` are declared once, in :mod:`gn_spec.checker.options`; :func:`build_parser` adds
+them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
             check.add_argument(option.name, metavar=option.metavar, help=option.help_text)
         else:
             check.add_argument(option.flag, dest=option.name, **option.argparse_arguments())
+    targets = sub.add_parser(
+        "targets",
+        help="list the built-in targets, their framework versions and options",
+        description="List the built-in targets of `gn-spec check` (no framework is imported).",
+    )
+    targets.add_argument("--json", action="store_true", help="print the list as JSON")
     derive = sub.add_parser(
         "derive", help="run the SymPy derivations (python -m gn_spec.derivations)", add_help=False
     )
@@ -79,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return subprocess.call([sys.executable, "-m", "gn_spec.derivations", *argv[1:]])
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with status 2 on an unknown option
+    if args.command == "targets":
+        return list_targets(args.json)
     _keep_hypothesis_out_of_the_working_folder()
     from gn_spec.checker import CheckerBug, run_check  # the checker's imports only when checking
 
@@ -113,6 +122,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gn-spec check: error: cannot write the report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return report.exit_code
+
+
+def list_targets(as_json: bool) -> int:
+    """``gn-spec targets``: one entry per built-in target (from :mod:`gn_spec.checker.builtins`)."""
+    import json
+
+    from gn_spec.checker.builtins import listing
+
+    rows = listing()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['framework']}")
+        print(f"{'':<{width}}  supports: {r['supports']}; dtypes: {r['dtypes']}")
+        print(f"{'':<{width}}  layout: {r['layout']}")
+        print(f"{'':<{width}}  options: {r['options']}")
+        print(f"{'':<{width}}  calls: {r['calls']}")
+    print("\ncheck one with: gn-spec check NAME [--target-option KEY=VALUE ...]")
+    return 0
 
 
 if __name__ == "__main__":

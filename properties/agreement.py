@@ -23,17 +23,31 @@ from gn_spec.strategies import AFFINES, EPS_VALUES, Case
 
 
 def has_backward(config: CheckConfig) -> str | None:
-    """Backward agreement needs a differentiable API: torch (autograd) or cs231n (its backward function)."""
+    """Backward agreement needs a differentiable API: torch (autograd) or cs231n (its backward function),
+    or a built-in target whose framework differentiates."""
+    if config.target.kind == "builtin":
+        return _builtin_order(config, "backward")
     if config.api in ("torch", "cs231n") or config.target.kind == "reference":
         return None
     return "a plain numpy function has no backward pass (use --api torch or --api cs231n)"
 
 
 def has_second_order(config: CheckConfig) -> str | None:
-    """Second order needs torch.autograd (create_graph=True)."""
+    """Second order needs torch.autograd (create_graph=True), or a built-in target that has it."""
+    if config.target.kind == "builtin":
+        return _builtin_order(config, "second order")
     if config.api == "torch" or config.target.kind == "reference":
         return None
     return f"the {config.api} API has no second-order derivative (use --api torch)"
+
+
+def _builtin_order(config: CheckConfig, order: str) -> str | None:
+    from gn_spec.checker.builtins import BY_NAME
+
+    target = BY_NAME[config.target.location]
+    if order in target.orders:
+        return None
+    return f"{target.name} has no {order}: {target.no_gradients}"
 
 
 _FORWARD_REPRO = """

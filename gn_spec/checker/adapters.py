@@ -22,6 +22,11 @@ class Unsupported(Exception):
     """The API has no way to express the requested operation (a backward pass of a numpy function)."""
 
 
+class Unexpressible(Exception):
+    """The target cannot take this valid input (ONNX GroupNormalization-18 has one scale per group, not per
+    channel); the message says what it cannot express.  Reported as a failure of its own kind."""
+
+
 class BadReturn(Exception):
     """The target returned something of the wrong structure; the message says what and what was expected."""
 

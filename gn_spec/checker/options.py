@@ -79,12 +79,12 @@ class Option:
     @property
     def plugin_dest(self) -> str:
         """Where pytest keeps the plugin option's value (``config.option.gn_memory_format``)."""
-        return "gn_" + (self.flag_name or self.name)
+        return "gn_" + self.name
 
     @property
     def help_text(self) -> str:
         """The help, with the default when there is one to show."""
-        if self.default is None or self.switch:
+        if self.default is None or self.default == () or self.switch:
             return self.help
         shown = f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
         return f"{self.help} (default: {shown})"
@@ -121,7 +121,8 @@ class Option:
             return {"action": "store_true", "help": self.help_text}
         kwargs: dict[str, Any] = {
             "action": "append" if self.repeatable else "store",
-            "default": self.default,
+            # argparse appends to a repeatable option's default: give it none (validate supplies it)
+            "default": None if self.repeatable else self.default,
             "help": self.help_text,
         }
         if self.choices is not None:
@@ -147,6 +148,17 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _key_values(value: Any) -> tuple[str, ...]:
+    """``--target-option`` values: KEY=VALUE texts, or a mapping (``run_check(target_options={...})``)."""
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        value = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
+    if isinstance(value, str) or not all(isinstance(v, str) and "=" in v for v in value):
+        raise ValueError(value)
+    return tuple(value)
+
+
 def _integer(text: str) -> int:
     return int(text, 0)
 
@@ -159,8 +171,9 @@ def _profile_help() -> str:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "target",
-        "torch | reference | package.module:function | path/to/file.py:function "
-        "(with --api cs231n: path/to/file.py or package.module)",
+        "a built-in target (torch, flax.linen.GroupNorm, ...: `gn-spec targets` lists them) | reference | "
+        "package.module:function | path/to/file.py:function (with --api cs231n: path/to/file.py or "
+        "package.module)",
         metavar="TARGET",
         positional=True,
     ),
@@ -168,6 +181,17 @@ OPTIONS: tuple[Option, ...] = (
         "api",
         "how to call TARGET (default: torch for TARGET torch, otherwise numpy)",
         choices=APIS,
+    ),
+    Option(
+        "target_options",
+        "KEY=VALUE: an option of a built-in target, e.g. use_fast_variance=false (repeatable; "
+        "`gn-spec targets` lists each target's)",
+        default=(),
+        normalize=_key_values,
+        expected="KEY=VALUE texts",
+        metavar="KEY=VALUE",
+        flag_name="target_option",
+        repeatable=True,
     ),
     Option("dtype", "dtype of the inputs", default="float32", choices=DTYPE_NAMES),
     Option("device", "torch device", default="cpu", choices=DEVICES),

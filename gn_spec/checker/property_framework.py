@@ -43,7 +43,9 @@ class Outcome:
     ``inputs_note``: how the inputs passed differ from the case's description, when the property changed
     them (e.g. blocks made constant), appended to the counterexample; ``headline``: what went wrong in a few
     words, where that is not the property's claim being false (a call that raised, crashed or hung says so,
-    instead of a headline such as "leaves its input arrays as they were" for an input nobody modified).
+    instead of a headline such as "leaves its input arrays as they were" for an input nobody modified);
+    ``unexpressible``: the target cannot take this valid input at all (a call answered ``unexpressible``):
+    the runner records it and goes on judging the inputs the target can express.
     """
 
     ok: bool
@@ -58,6 +60,7 @@ class Outcome:
     kind: str = ""
     inputs_note: str = ""
     headline: str = ""
+    unexpressible: bool = False
 
     @staticmethod
     def passed(ratio: float | None = None, units: float | None = None) -> Outcome:
@@ -196,6 +199,7 @@ def failure_of(result: CallResult, what: str, repro: str = "") -> Outcome:
         detail=((result.exception or {}).get("traceback", "") or result.log).rstrip(),
         repro=repro,
         headline=CALL_FAILURE_HEADLINES.get(result.status, "a call did not return values"),
+        unexpressible=result.status == "unexpressible",
     )
 
 
@@ -206,6 +210,7 @@ CALL_FAILURE_HEADLINES = {
     "timeout": "the target hung (no answer within the timeout)",
     "protocol_error": "the target's call could not be completed",
     "bad_return": "the target returned something that is not the expected arrays",
+    "unexpressible": "the target cannot express this valid input",
 }
 
 

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from gn_spec.checker.builtins import BY_NAME, BuiltinTarget
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import format_error
 
@@ -104,11 +105,36 @@ class Report:
         what = "forward only" if checked == ["forward"] else " and ".join(checked) + " only"
         missing = [c for c in ALL_CHECKS if c not in checked]
         api = self.config.api
+        builtin = self.builtin
+        if builtin is not None and builtin.orders == ("forward",):
+            return f"{what}: {builtin.no_gradients}"
         if api == "numpy" and "backward" in missing:
             return f"{what}: this API has no gradients"
         if api == "cs231n" and missing == ["second order"]:
             return f"{what}: this API has no second-order derivative"
         return f"{what}: the selected properties check no {' and no '.join(missing)}"
+
+    @property
+    def builtin(self) -> BuiltinTarget | None:
+        """The built-in target's record, when the target is one other than ``torch``."""
+        t = self.config.target
+        return BY_NAME[t.location] if t.kind == "builtin" else None
+
+    def target_lines(self) -> list[str]:
+        """What a built-in target's adapter called and did, for the report's header (empty otherwise)."""
+        builtin = self.builtin
+        if builtin is None:
+            return []
+        lines = [f"calls: {builtin.calls}"]
+        if self.config.target_options:
+            lines.append("options: " + " ".join(self.config.target_options))
+        if builtin.eps_format is not None:
+            lines.append(
+                f"eps: the target stores eps as a {builtin.eps_format} number: each case's eps is rounded to "
+                f"{builtin.eps_format} and the reference uses that eps (the format's rounding, not a defect)"
+            )
+        lines += list(self.environment.get("adapter_notes") or [])
+        return lines
 
     @property
     def verdict_text(self) -> str:
@@ -129,6 +155,7 @@ class Report:
         return {
             "target": c.target.text,
             "api": c.api,
+            "target_options": list(c.target_options),
             "dtype": c.dtype,
             "device": c.device,
             "memory_format": c.memory_format,
@@ -258,8 +285,11 @@ def write_table(report: Report, out: TextIO) -> None:
     c = report.config
     out.write(
         f"\ngn-spec check {c.target.text}  api={c.api} dtype={c.dtype} device={c.device} "
-        f"memory_format={c.memory_format} profile={c.profile} seed={c.seed}\n\n"
+        f"memory_format={c.memory_format} profile={c.profile} seed={c.seed}\n"
     )
+    for line in report.target_lines():
+        out.write(f"  {line}\n")
+    out.write("\n")
     for i, r in enumerate(rows):
         out.write(
             "  ".join(

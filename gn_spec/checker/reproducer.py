@@ -170,6 +170,48 @@ def as_float64(value):
     return np.asarray(value, dtype=np.float64)
 '''
 
+_BUILTIN = '''
+import importlib
+
+from gn_spec.checker.adapters import Call, WireArray
+from gn_spec.checker.builtins import BY_NAME, typed_options
+
+# the adapter gn-spec's worker used for this built-in target, built the same way
+_target = BY_NAME[TARGET]
+_module, _, _name = _target.adapter.partition(":")
+_factory = getattr(importlib.import_module("gn_spec.checker.frameworks." + _module), _name)
+_adapter = _factory(_target, DTYPE, "cpu", "contiguous", typed_options(_target, TARGET_OPTIONS))
+
+
+def _run(op, x, num_groups, eps, **arrays):
+    arrays = {{k: np.asarray(v).astype(CONTAINER) for k, v in dict(x=x, **arrays).items() if v is not None}}
+    call = Call(op, num_groups, eps, arrays)
+    return getattr(_adapter, op)(call, {{k: _adapter.native(k, a) for k, a in arrays.items()}})
+
+
+def forward(x, num_groups, weight, bias, eps):
+    return _run("forward", x, num_groups, eps, weight=weight, bias=bias)["y"]
+
+
+def backward(x, num_groups, weight, bias, eps, grad_output):
+    out = _run("backward", x, num_groups, eps, weight=weight, bias=bias, grad_output=grad_output)
+    return {{k: as_float64(v) for k, v in out.items() if k != "y"}}
+
+
+def double_backward(x, num_groups, weight, bias, eps, grad_output, ggi, ggw, ggb):
+    out = _run("double_backward", x, num_groups, eps, weight=weight, bias=bias, grad_output=grad_output,
+               grad_grad_input=ggi, grad_grad_weight=ggw, grad_grad_bias=ggb)
+    return {{k: as_float64(v) for k, v in out.items()}}
+
+
+def as_float64(value):
+    if isinstance(value, WireArray):
+        value = value.array
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"the target returned {{type(value).__name__}}, not an array")
+    return value.astype(np.float64)
+'''
+
 
 def target_import(config: CheckConfig) -> str:
     """Lines that bind ``target`` (``forward_fn``, ``backward_fn`` for cs231n) as the worker does."""
@@ -178,6 +220,18 @@ def target_import(config: CheckConfig) -> str:
         return "import torch\n\ntarget = torch.nn.functional.group_norm\n"
     if t.kind == "reference":
         return ""
+    if t.kind == "builtin":
+        lines = f"TARGET = {t.location!r}\nTARGET_OPTIONS = {config.target_options!r}\n"
+        if config.api != "torch":
+            return lines
+        from gn_spec.checker.builtins import BY_NAME
+
+        module, _, name = BY_NAME[t.location].adapter.partition(":")
+        return lines + (
+            "import torch\n\nfrom gn_spec.checker.builtins import BY_NAME, typed_options\n"
+            f"from gn_spec.checker.frameworks.{module} import {name}\n\n"
+            f"target = {name}(**typed_options(BY_NAME[TARGET], TARGET_OPTIONS))\n"
+        )
     if t.kind == "file":
         load = (
             "import importlib.util\nimport sys\n\n"
@@ -209,6 +263,8 @@ def helpers(config: CheckConfig, body: str) -> str:
         return _REFERENCE
     if config.api == "cs231n":
         return _CS231N
+    if config.api == "framework":
+        return _BUILTIN.format()
     if config.api == "torch":
         code = _TORCH.format(
             device=config.device,
@@ -230,8 +286,13 @@ def replay_command(config: CheckConfig, property_name: str | None = None) -> str
     then ``--property NAME`` when given."""
     words = ["gn-spec", "check", config.target.text]
     for option in options_in(CONFIG):
-        if not option.positional:
-            value = getattr(config, option.name)
+        if option.positional or option.name == "api" and config.target.kind == "builtin":
+            continue  # a built-in target's API is its own
+        value = getattr(config, option.name)
+        if option.repeatable:
+            for item in value:
+                words += [option.flag, str(item)]
+        else:
             words += [option.flag, f"{value:g}" if isinstance(value, float) else str(value)]
     if property_name is not None:
         words += ["--property", property_name]

@@ -13,7 +13,7 @@ import math
 import random
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import hypothesis
@@ -23,12 +23,14 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from gn_spec.checker import reproducer
+from gn_spec.checker.builtins import BY_NAME
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import Outcome, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.checker.worker_process import WorkerProcess
+from gn_spec.formats import round_to
 from gn_spec.profiles import PROFILES
 from gn_spec.strategies import Case
 
@@ -66,6 +68,8 @@ class _Tally:
     last: tuple[Case, Outcome] | None = None
     work: float = 0.0
     shrink_work: float = 0.0
+    unexpressible: int = 0  # generated inputs the target cannot take (not judged), and the first of them
+    first_unexpressible: tuple[Case, Outcome] | None = None
 
 
 def target_score(ratio: float) -> float:
@@ -88,6 +92,23 @@ def checked_by(spec: PropertySpec, config: CheckConfig) -> list[str]:
 
     able = {"backward": has_backward(config) is None, "second order": has_second_order(config) is None}
     return [c for c in spec.checks if able.get(c, True)]
+
+
+def cases_for(spec: PropertySpec, config: CheckConfig) -> st.SearchStrategy[Case]:
+    """``spec``'s cases, with eps rounded to the format a built-in target stores it in (ONNX's epsilon is a
+    32-bit float): the target is judged against GN with the eps it holds, which is the format's doing."""
+    cases = spec.cases(config)
+    eps_format = eps_format_of(config)
+    if eps_format is None:
+        return cases
+    return cases.map(lambda c: replace(c, eps=float(round_to(np.float64(c.eps), eps_format))))
+
+
+def eps_format_of(config: CheckConfig) -> str | None:
+    """The format the target stores eps in, where that is not the dtype under test (else None)."""
+    if config.target.kind != "builtin":
+        return None
+    return BY_NAME[config.target.location].eps_format
 
 
 def property_seed(seed: int, name: str) -> int:
@@ -119,7 +140,7 @@ def run_property(
         print_blob=False,
     )
     @hypothesis.seed(property_seed(seed, spec.name))
-    @given(case=spec.cases(config), data=st.data())
+    @given(case=cases_for(spec, config), data=st.data())
     def check(case: Case, data: st.DataObject) -> None:
         elements = math.prod(case.shape) * max(spec.weight, 0.5)
         if tally.last is None:
@@ -138,6 +159,10 @@ def run_property(
             raise
         except Exception as exc:
             raise CheckerBug(f"property {spec.name} raised {exc!r} on {case.describe()}") from exc
+        if outcome.unexpressible:  # recorded, not judged: the property goes on with the inputs it can take
+            tally.unexpressible += 1
+            tally.first_unexpressible = tally.first_unexpressible or (case, outcome)
+            return
         tally.cases += 1
         if outcome.ratio is not None:
             if tally.worst is None or not outcome.ratio <= tally.worst:
@@ -173,6 +198,13 @@ def run_property(
             raise CheckerBug(f"property {spec.name}: Hypothesis failed: {exc!r}") from exc
         note = f" (Hypothesis: {type(exc).__name__}: the failure did not always recur)"
     seconds = time.perf_counter() - start
+    if tally.unexpressible:
+        note += (
+            f" ({tally.unexpressible} generated inputs could not be expressed by the target and were not "
+            f"judged; the {tally.cases} others were)"
+        )
+        if tally.last is None:
+            tally.last = tally.first_unexpressible
     if tally.last is None:
         return PropertyResult(
             spec.name,

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from gn_spec.checker import builtins
 from gn_spec.checker.options import CONFIG, options_in, validated
 from gn_spec.checker.options import UsageError as UsageError  # its home was here; kept importable
 
@@ -21,10 +22,11 @@ CS231N_FUNCTIONS = ("spatial_groupnorm_forward", "spatial_groupnorm_backward")
 class TargetSpec:
     """Where the implementation under test lives.
 
-    ``kind`` is ``"torch"`` (torch.nn.functional.group_norm), ``"reference"`` (gn_spec's own reference),
-    ``"module"`` (an importable module) or ``"file"`` (a Python file).  ``location`` is the module name or the
-    absolute file path; ``function`` the attribute path inside it (``None`` for cs231n, which uses
-    :data:`CS231N_FUNCTIONS`).
+    ``kind`` is ``"torch"`` (torch.nn.functional.group_norm), ``"builtin"`` (another built-in target of
+    :mod:`gn_spec.checker.builtins`, named by ``location``), ``"reference"`` (gn_spec's own reference),
+    ``"module"`` (an importable module) or ``"file"`` (a Python file).  ``location`` is the module name, the
+    absolute file path or the built-in target's name; ``function`` the attribute path inside it (``None`` for
+    cs231n, which uses :data:`CS231N_FUNCTIONS`).
     """
 
     text: str
@@ -40,7 +42,8 @@ class CheckConfig:
     defaults and accepted values live in the table)."""
 
     target: TargetSpec
-    api: str  # resolved: never None
+    api: str  # resolved: never None ("framework" for a built-in target that returns numpy arrays)
+    target_options: tuple[str, ...]  # a built-in target's options, every one spelled out KEY=VALUE
     dtype: str
     device: str
     memory_format: str
@@ -71,6 +74,8 @@ def parse_target(text: str, api: str) -> TargetSpec:
     """
     if text in ("torch", "reference"):
         return TargetSpec(text=text, kind=text)
+    if text in builtins.BY_NAME:
+        return TargetSpec(text=text, kind="builtin", location=text)
     if api == "cs231n":
         location, function = text, None
         if location.endswith(".py") or os.sep in location or "/" in location:
@@ -110,6 +115,11 @@ def resolve_api(target_text: str, api: str | None) -> str:
                 f"TARGET torch is torch.nn.functional.group_norm and takes --api torch, not --api {api}"
             )
         return "torch"
+    builtin = builtins.BY_NAME.get(target_text)
+    if builtin is not None:
+        if api not in (None, builtin.api):
+            raise UsageError(f"TARGET {target_text} is a built-in target; it takes no --api {api}")
+        return builtin.api
     if target_text == "reference":
         if api not in (None, "numpy"):
             raise UsageError(f"TARGET reference is checked through --api numpy, not --api {api}")
@@ -124,8 +134,16 @@ def make_config(target: str, **options: Any) -> CheckConfig:
     values = validated(options, [CONFIG], "make_config")
     resolved = resolve_api(target, values["api"])
     device, dtype = values["device"], values["dtype"]
-    if resolved != "torch" and device != "cpu":
+    builtin = builtins.BY_NAME.get(target)
+    if builtin is not None:
+        builtins.check_runnable(builtin, dtype, device, values["memory_format"])
+        values["target_options"] = builtins.resolve_options(builtin, values["target_options"])
+    elif values["target_options"]:
+        raise UsageError(
+            f"--target-option is for built-in targets (`gn-spec targets` lists them), not TARGET {target!r}"
+        )
+    if resolved != "torch" and builtin is None and device != "cpu":
         raise UsageError(f"--device {device} needs --api torch (numpy arrays live on the CPU)")
-    if resolved != "torch" and dtype == "bfloat16" and target != "reference":
+    if resolved in ("numpy", "cs231n") and dtype == "bfloat16" and target != "reference":
         raise UsageError("--dtype bfloat16 needs --api torch: numpy has no bfloat16 dtype")
     return CheckConfig(**{**values, "target": parse_target(target, resolved), "api": resolved})

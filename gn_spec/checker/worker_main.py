@@ -28,7 +28,7 @@ import numpy as np
 
 import gn_spec
 from gn_spec.checker import adapters, protocol
-from gn_spec.checker.adapters import BadReturn, Call, Unsupported, WireArray, type_name
+from gn_spec.checker.adapters import BadReturn, Call, Unexpressible, Unsupported, WireArray, type_name
 
 #: The most elements of a returned sequence that are described (the rest is summarized).
 MAX_ITEMS = 8
@@ -176,6 +176,8 @@ def load_adapter(init: dict[str, Any]) -> Any:
         import torch.nn.functional
 
         return adapters.TorchAdapter(torch.nn.functional.group_norm, dtype, device, memory_format)
+    if kind == "builtin":
+        return _builtin_adapter(init)
     try:
         module = _import_location(kind, init["location"], text)
     except TargetLoadError:
@@ -195,6 +197,30 @@ def load_adapter(init: dict[str, Any]) -> Any:
     if api == "torch":
         return adapters.TorchAdapter(fn, dtype, device, memory_format)
     return adapters.NumpyAdapter(fn, dtype, memory_format)
+
+
+def _builtin_adapter(init: dict[str, Any]) -> Any:
+    """The adapter of a built-in target (:mod:`gn_spec.checker.builtins`), its framework imported here."""
+    from gn_spec.checker import builtins
+
+    target = builtins.BY_NAME[init["location"]]
+    module_name, _, attribute = target.adapter.partition(":")
+    try:
+        module = importlib.import_module(f"gn_spec.checker.frameworks.{module_name}")
+    except ImportError as exc:
+        raise TargetLoadError(
+            "not_installed",
+            f"TARGET {target.name}: importing its framework failed ({exc}); {builtins.install_hint(target)}",
+        ) from None
+    factory = getattr(module, attribute)
+    options = builtins.typed_options(target, init.get("target_options", ()))
+    dtype, device, memory_format = init["dtype"], init["device"], init["memory_format"]
+    if target.api == "torch":  # a function with F.group_norm's signature, driven by torch.autograd
+        return adapters.TorchAdapter(factory(**options), dtype, device, memory_format)
+    try:
+        return factory(target, dtype, device, memory_format, options)
+    except adapters.Unsupported as exc:
+        raise TargetLoadError("unsupported", f"TARGET {target.name}: {exc}") from None
 
 
 def describe(obj: Any, packer: protocol.ArrayPacker, depth: int = 0) -> dict[str, Any]:
@@ -287,6 +313,8 @@ def run_call(
         header["outputs"] = {name: describe(value, packer) for name, value in outputs.items()}
     except Unsupported as exc:
         header.update(status="unsupported", message=str(exc))
+    except Unexpressible as exc:
+        header.update(status="unexpressible", message=str(exc), stage=adapter.stage.name)
     except BadReturn as exc:
         header.update(status="bad_return", message=str(exc), stage=adapter.stage.name)
     except BaseException as exc:  # noqa: B036 - the target's SystemExit/KeyboardInterrupt are findings, not ours
@@ -331,6 +359,7 @@ def serve(conn_in: Connection, conn_out: Connection) -> None:
             "python": sys.version.split()[0],
             "numpy": np.__version__,
             "torch": getattr(sys.modules.get("torch"), "__version__", None),
+            "adapter_notes": list(getattr(adapter, "notes", ())),
         },
     )
     while True:

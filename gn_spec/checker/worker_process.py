@@ -49,6 +49,7 @@ class CallResult:
 
     ``status``: ``ok`` (returned; ``outputs`` describes the values), ``raised`` (an exception, in
     ``exception``), ``bad_return`` (wrong structure, ``message``), ``unsupported`` (the API cannot do it),
+    ``unexpressible`` (the target cannot take this valid input, ``message`` says why),
     ``crashed`` (the worker died: ``message`` has the exit status and log tail), ``timeout`` (no answer within
     the per-call timeout), ``protocol_error`` (the worker sent garbage).
     """
@@ -140,6 +141,7 @@ class WorkerProcess:
             "dtype": self.config.dtype,
             "device": self.config.device,
             "memory_format": self.config.memory_format,
+            "target_options": list(self.config.target_options),
         }
         try:
             protocol.send_message(self.conn_out, init)

@@ -1,0 +1,378 @@
+"""The built-in targets: framework GroupNorm layers that ``gn-spec check NAME`` wraps itself.
+
+:data:`BUILTINS` is one record per target (its name, what it calls, what it supports, its options, and the
+adapter class that drives it in the worker).  This module is pure data and never imports a framework: the
+parent process validates a run against it, and ``gn-spec targets`` lists it with the versions that
+:mod:`importlib.metadata` reports.  The adapters live in :mod:`gn_spec.checker.frameworks` and run only in the
+worker process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gn_spec.checker.options import UsageError
+from gn_spec.formats import NAMES as FORMAT_NAMES
+
+#: What a target can be judged on: its forward pass, its first and its second derivatives.
+ORDERS = ("forward", "backward", "second order")
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A ``--target-option KEY=VALUE`` of one target: a constructor argument (or a choice of the adapter's,
+    such as the Keras backend), typed.  ``default`` None means "resolved when the run starts" (``auto``)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, text: str) -> Any:
+        """The typed value of ``text``; raises :class:`UsageError` naming the value and what is accepted."""
+        if self.choices is not None:
+            if text not in self.choices:
+                raise UsageError(
+                    f"--target-option {self.name}={text}: expected one of {', '.join(self.choices)}"
+                )
+            return text
+        if self.type is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise UsageError(f"--target-option {self.name}={text}: expected true or false")
+        try:
+            return self.type(text)
+        except ValueError:
+            expected = "an integer" if self.type is int else "a number"
+            raise UsageError(f"--target-option {self.name}={text}: expected {expected}") from None
+
+    def shown(self) -> str:
+        """``name=default`` (or ``name=a|b``) for listings."""
+        if self.choices is not None:
+            return f"{self.name}={'|'.join(self.choices)}"
+        default = "auto" if self.default is None else str(self.default).lower()
+        return f"{self.name}={default}"
+
+
+@dataclass(frozen=True)
+class BuiltinTarget:
+    """One built-in target.
+
+    ``calls``: what the adapter calls, in words (shown in ``gn-spec targets`` and the report's header);
+    ``extra``: the gn-spec extra that installs it; ``requires``: the distributions it needs (the first is the
+    framework whose version is shown); ``adapter``: ``module:Class`` of its adapter (relative to
+    :mod:`gn_spec.checker.frameworks`); ``orders``: what of :data:`ORDERS` it supports; ``no_gradients``: why
+    it has no derivatives, where it has none; ``layout``: the layout the framework takes; ``api``:
+    ``"torch"`` when it returns torch tensors and is differentiated by torch.autograd, else ``"framework"``
+    (the adapter returns numpy arrays); ``eps_format``: the format the framework stores eps in where that is
+    not the dtype under test (ONNX's epsilon attribute is a 32-bit float), so that the cases' eps is rounded
+    to what the target can hold; ``needs_compiler``: it compiles C++ on the CPU.
+    """
+
+    name: str
+    calls: str
+    extra: str
+    requires: tuple[str, ...]
+    adapter: str
+    orders: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    layout: str
+    api: str = "framework"
+    options: tuple[TargetOption, ...] = ()
+    devices: tuple[str, ...] = ("cpu",)
+    no_gradients: str = ""
+    eps_format: str | None = None
+    needs_compiler: bool = False
+
+    def __post_init__(self) -> None:
+        assert set(self.orders) <= set(ORDERS) and "forward" in self.orders, self.orders
+        assert set(self.dtypes) <= set(FORMAT_NAMES), self.dtypes
+        assert self.orders == ("forward",) or not self.no_gradients
+
+    @property
+    def framework(self) -> str:
+        return self.requires[0]
+
+    def option(self, name: str) -> TargetOption:
+        for o in self.options:
+            if o.name == name:
+                return o
+        valid = ", ".join(o.shown() for o in self.options) or "none"
+        raise UsageError(f"--target-option {name}: {self.name} has no such option; its options: {valid}")
+
+
+_ALL = ("float16", "bfloat16", "float32", "float64")
+_KERAS_BACKENDS = ("jax", "torch", "tensorflow", "numpy")
+_ONNX_RUNTIMES = ("onnxruntime", "reference", "openvino")
+_FAST_VARIANCE = "one-pass E[x^2] - E[x]^2 variance (flax's default)"
+_ONNX_GRADIENTS = "an ONNX model is run, not differentiated, by its runtimes"
+
+#: Every built-in target, in the order ``gn-spec targets`` lists them.
+BUILTINS: tuple[BuiltinTarget, ...] = (
+    BuiltinTarget(
+        "torch",
+        "torch.nn.functional.group_norm(x, G, weight, bias, eps)",
+        extra="torch",
+        requires=("torch",),
+        adapter="",  # the worker's own TorchAdapter (TARGET torch predates the built-in targets)
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="(N, C, *spatial); --memory-format channels_last for 4-D and 5-D",
+        api="torch",
+        devices=("cpu", "cuda"),
+    ),
+    BuiltinTarget(
+        "torch.nn.GroupNorm",
+        "torch.nn.GroupNorm(G, C, eps, affine) with weight and bias as its parameters "
+        "(torch.func.functional_call)",
+        extra="torch",
+        requires=("torch",),
+        adapter="torch_targets:nn_group_norm",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="(N, C, *spatial); --memory-format channels_last for 4-D and 5-D",
+        api="torch",
+        devices=("cpu", "cuda"),
+    ),
+    BuiltinTarget(
+        "torch.compile",
+        "torch.compile(torch.nn.functional.group_norm, dynamic=True), inductor backend",
+        extra="torch",
+        requires=("torch",),
+        adapter="torch_targets:compiled_group_norm",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="(N, C, *spatial); --memory-format channels_last for 4-D and 5-D",
+        api="torch",
+        devices=("cpu", "cuda"),
+        needs_compiler=True,
+    ),
+    BuiltinTarget(
+        "flax.linen.GroupNorm",
+        "flax.linen.GroupNorm(num_groups=G, epsilon=eps, use_scale, use_bias, dtype, param_dtype), "
+        "gradients by jax.vjp",
+        extra="jax",
+        requires=("flax", "jax"),
+        adapter="jax_targets:FlaxLinenAdapter",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="channels last (N, *spatial, C)",
+        options=(
+            TargetOption("use_fast_variance", bool, True, _FAST_VARIANCE),
+        ),
+    ),
+    BuiltinTarget(
+        "flax.nnx.GroupNorm",
+        "flax.nnx.GroupNorm(C, num_groups=G, epsilon=eps, use_scale, use_bias, dtype, param_dtype), "
+        "gradients by jax.vjp",
+        extra="jax",
+        requires=("flax", "jax"),
+        adapter="jax_targets:FlaxNnxAdapter",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="channels last (N, *spatial, C)",
+        options=(
+            TargetOption("use_fast_variance", bool, True, _FAST_VARIANCE),
+        ),
+    ),
+    BuiltinTarget(
+        "equinox.nn.GroupNorm",
+        "equinox.nn.GroupNorm(G, C, eps, channelwise_affine), vmapped over N, gradients by jax.vjp",
+        extra="jax",
+        requires=("equinox", "jax"),
+        adapter="jax_targets:EquinoxAdapter",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="unbatched (C, *spatial), vmapped over N",
+    ),
+    BuiltinTarget(
+        "keras.layers.GroupNormalization",
+        "keras.layers.GroupNormalization(groups=G, axis=-1, epsilon=eps, center, scale, dtype), gradients by "
+        "the backend's autodiff",
+        extra="keras",
+        requires=("keras",),
+        adapter="keras_target:KerasAdapter",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="channels last (N, *spatial, C)",
+        options=(
+            TargetOption(
+                "backend",
+                str,
+                None,
+                "the Keras backend (default: the first installed of jax, torch, tensorflow)",
+                choices=_KERAS_BACKENDS,
+            ),
+        ),
+    ),
+    BuiltinTarget(
+        "onnx.GroupNormalization-18",
+        "an ONNX model of GroupNormalization opset 18 (per-group scale and bias)",
+        extra="onnx",
+        requires=("onnx",),
+        adapter="onnx_targets:Onnx18Adapter",
+        orders=("forward",),
+        dtypes=("float16", "float32", "float64"),
+        layout="(N, C, *spatial)",
+        options=(
+            TargetOption("runtime", str, "onnxruntime", "what runs the model", choices=_ONNX_RUNTIMES),
+        ),
+        no_gradients=_ONNX_GRADIENTS,
+        eps_format="float32",
+    ),
+    BuiltinTarget(
+        "onnx.GroupNormalization-21",
+        "an ONNX model of GroupNormalization opset 21 (per-channel scale and bias)",
+        extra="onnx",
+        requires=("onnx",),
+        adapter="onnx_targets:Onnx21Adapter",
+        orders=("forward",),
+        dtypes=("float16", "float32", "float64"),
+        layout="(N, C, *spatial)",
+        options=(
+            TargetOption("runtime", str, "onnxruntime", "what runs the model", choices=_ONNX_RUNTIMES),
+            TargetOption("stash_type", int, 1, "the precision of the statistics: 1 float32, 11 float64"),
+        ),
+        no_gradients=_ONNX_GRADIENTS,
+        eps_format="float32",
+    ),
+    BuiltinTarget(
+        "openvino.GroupNormalization-12",
+        "OpenVINO's opset12 GroupNormalization on its CPU plugin",
+        extra="openvino",
+        requires=("openvino",),
+        adapter="onnx_targets:OpenvinoAdapter",
+        orders=("forward",),
+        dtypes=("float16", "float32"),
+        layout="(N, C, *spatial)",
+        no_gradients="OpenVINO runs models; it does not differentiate them",
+        eps_format=None,
+    ),
+)
+
+BY_NAME: Mapping[str, BuiltinTarget] = {t.name: t for t in BUILTINS}
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, without importing it (None when not installed)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def missing(target: BuiltinTarget) -> list[str]:
+    """The distributions ``target`` needs that are not installed."""
+    return [d for d in target.requires if installed_version(d) is None]
+
+
+def install_hint(target: BuiltinTarget) -> str:
+    return f"pip install 'gn-spec[{target.extra}]'"
+
+
+def resolve_options(target: BuiltinTarget, given: Sequence[str]) -> tuple[str, ...]:
+    """``given`` (``KEY=VALUE`` texts) checked against ``target``'s options, with every option spelled out
+    (defaults included, ``auto`` defaults resolved), in the target's order: what the run uses and what its
+    replay command repeats.  Raises :class:`UsageError` for an unknown key or a bad value."""
+    values: dict[str, Any] = {}
+    for text in given:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--target-option {text!r}: expected KEY=VALUE")
+        values[key] = target.option(key).parse(value)
+    spelled = []
+    for o in target.options:
+        value = values.get(o.name, o.default)
+        if value is None:
+            value = _auto(target, o)
+        spelled.append(f"{o.name}={str(value).lower() if isinstance(value, bool) else value}")
+    return tuple(spelled)
+
+
+def typed_options(target: BuiltinTarget, resolved: Sequence[str]) -> dict[str, Any]:
+    """The adapter's keyword arguments from :func:`resolve_options`' texts."""
+    out = {}
+    for text in resolved:
+        key, _, value = text.partition("=")
+        out[key] = target.option(key).parse(value)
+    return out
+
+
+def _auto(target: BuiltinTarget, option: TargetOption) -> str:
+    if target.name == "keras.layers.GroupNormalization" and option.name == "backend":
+        for backend, distribution in (("jax", "jax"), ("torch", "torch"), ("tensorflow", "tensorflow")):
+            if installed_version(distribution) is not None:
+                return backend
+        raise UsageError(
+            "keras.layers.GroupNormalization needs a Keras backend: install jax, torch or tensorflow, or "
+            "pass --target-option backend=numpy"
+        )
+    raise AssertionError(f"{target.name}: option {option.name} has no default")
+
+
+def check_runnable(target: BuiltinTarget, dtype: str, device: str, memory_format: str) -> None:
+    """Raise :class:`UsageError` when ``target`` cannot run as asked: not installed, a dtype or device it does
+    not support, a memory format it has no layout for, no C++ compiler for torch.compile on the CPU."""
+    absent = missing(target)
+    if absent:
+        raise UsageError(
+            f"TARGET {target.name} needs {', '.join(absent)}, which is not installed: {install_hint(target)}"
+        )
+    if dtype not in target.dtypes:
+        raise UsageError(
+            f"TARGET {target.name} does not support --dtype {dtype}; its dtypes: {', '.join(target.dtypes)}"
+        )
+    if device not in target.devices:
+        raise UsageError(
+            f"TARGET {target.name} runs on {', '.join(target.devices)} here, not --device {device}"
+        )
+    if memory_format != "contiguous" and target.api != "torch":
+        raise UsageError(
+            f"--memory-format {memory_format} is a torch layout; TARGET {target.name} takes {target.layout}"
+        )
+    if target.needs_compiler and device == "cpu" and compiler() is None:
+        raise UsageError(
+            f"TARGET {target.name} on the CPU compiles C++ and needs a C++ compiler: none of "
+            "$CXX, c++, g++, clang++ is on PATH (apt install g++)"
+        )
+
+
+def compiler() -> str | None:
+    """The C++ compiler torch's inductor would use on the CPU, or None."""
+    import os
+
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def listing() -> list[dict[str, str]]:
+    """One row per built-in target for ``gn-spec targets`` (versions from importlib.metadata only)."""
+    rows = []
+    for t in BUILTINS:
+        absent = missing(t)
+        version = installed_version(t.framework)
+        installed = f"{t.framework} {version}" if not absent else f"not installed: {install_hint(t)}"
+        rows.append(
+            {
+                "name": t.name,
+                "framework": installed,
+                "supports": ", ".join(t.orders),
+                "dtypes": ", ".join(t.dtypes),
+                "layout": t.layout,
+                "options": " ".join("--target-option " + o.shown() for o in t.options) or "-",
+                "calls": t.calls,
+            }
+        )
+    return rows
