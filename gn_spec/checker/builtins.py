@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gn_spec.checker.options import UsageError
@@ -76,7 +76,10 @@ class BuiltinTarget:
     ``"torch"`` when it returns torch tensors and is differentiated by torch.autograd, else ``"framework"``
     (the adapter returns numpy arrays); ``eps_format``: the format the framework stores eps in where that is
     not the dtype under test (ONNX's epsilon attribute is a 32-bit float), so that the cases' eps is rounded
-    to what the target can hold; ``needs_compiler``: it compiles C++ on the CPU.
+    to what the target can hold; ``needs_compiler``: it compiles C++ on the CPU; ``option_requires``: the
+    distributions an option's value needs besides ``requires`` (``{"backend": {"torch": ("torch",)}}``);
+    ``option_dtypes``: where an option's value supports fewer dtypes than ``dtypes``
+    (``{"runtime": {"openvino": ("float32",)}}``).
     """
 
     name: str
@@ -93,6 +96,8 @@ class BuiltinTarget:
     no_gradients: str = ""
     eps_format: str | None = None
     needs_compiler: bool = False
+    option_requires: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    option_dtypes: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert set(self.orders) <= set(ORDERS) and "forward" in self.orders, self.orders
@@ -320,9 +325,12 @@ def _auto(target: BuiltinTarget, option: TargetOption) -> str:
     raise AssertionError(f"{target.name}: option {option.name} has no default")
 
 
-def check_runnable(target: BuiltinTarget, dtype: str, device: str, memory_format: str) -> None:
-    """Raise :class:`UsageError` when ``target`` cannot run as asked: not installed, a dtype or device it does
-    not support, a memory format it has no layout for, no C++ compiler for torch.compile on the CPU."""
+def check_runnable(
+    target: BuiltinTarget, dtype: str, device: str, memory_format: str, resolved: Sequence[str] = ()
+) -> None:
+    """Raise :class:`UsageError` when ``target`` cannot run as asked (``resolved``: its options, from
+    :func:`resolve_options`): not installed, a dtype or device it does not support, a memory format it has
+    no layout for, no C++ compiler for torch.compile on the CPU."""
     absent = missing(target)
     if absent:
         raise UsageError(
@@ -332,6 +340,21 @@ def check_runnable(target: BuiltinTarget, dtype: str, device: str, memory_format
         raise UsageError(
             f"TARGET {target.name} does not support --dtype {dtype}; its dtypes: {', '.join(target.dtypes)}"
         )
+    for text in resolved:
+        key, _, value = text.partition("=")
+        wanted = target.option_requires.get(key, {}).get(value, ())
+        needed = [d for d in wanted if installed_version(d) is None]
+        if needed:
+            raise UsageError(
+                f"TARGET {target.name} with --target-option {text} needs {', '.join(needed)}, which is not "
+                f"installed: pip install {' '.join(needed)}"
+            )
+        dtypes = target.option_dtypes.get(key, {}).get(value)
+        if dtypes is not None and dtype not in dtypes:
+            raise UsageError(
+                f"TARGET {target.name} with --target-option {text} does not support --dtype {dtype}; "
+                f"its dtypes: {', '.join(dtypes)}"
+            )
     if device not in target.devices:
         raise UsageError(
             f"TARGET {target.name} runs on {', '.join(target.devices)} here, not --device {device}"

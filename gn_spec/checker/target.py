@@ -136,8 +136,8 @@ def make_config(target: str, **options: Any) -> CheckConfig:
     device, dtype = values["device"], values["dtype"]
     builtin = builtins.BY_NAME.get(target)
     if builtin is not None:
-        builtins.check_runnable(builtin, dtype, device, values["memory_format"])
         values["target_options"] = builtins.resolve_options(builtin, values["target_options"])
+        builtins.check_runnable(builtin, dtype, device, values["memory_format"], values["target_options"])
     elif values["target_options"]:
         raise UsageError(
             f"--target-option is for built-in targets (`gn-spec targets` lists them), not TARGET {target!r}"
