@@ -79,7 +79,9 @@ class BuiltinTarget:
     to what the target can hold; ``needs_compiler``: it compiles C++ on the CPU; ``option_requires``: the
     distributions an option's value needs besides ``requires`` (``{"backend": {"torch": ("torch",)}}``);
     ``option_dtypes``: where an option's value supports fewer dtypes than ``dtypes``
-    (``{"runtime": {"openvino": ("float32",)}}``).
+    (``{"runtime": {"openvino": ("float32",)}}``); ``compile_grace``: seconds added to the per-call timeout
+    of the first call of each kind (operation, rank, which of weight/bias/cotangents are given), for a
+    target that compiles a graph per kind (torch.compile): compiling is not hanging.
     """
 
     name: str
@@ -96,6 +98,7 @@ class BuiltinTarget:
     no_gradients: str = ""
     eps_format: str | None = None
     needs_compiler: bool = False
+    compile_grace: float = 0.0
     option_requires: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     option_dtypes: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
@@ -161,6 +164,7 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         api="torch",
         devices=("cpu", "cuda"),
         needs_compiler=True,
+        compile_grace=300.0,
     ),
     BuiltinTarget(
         "flax.linen.GroupNorm",

@@ -133,6 +133,11 @@ class Report:
                 f"eps: the target stores eps as a {builtin.eps_format} number: each case's eps is rounded to "
                 f"{builtin.eps_format} and the reference uses that eps (the format's rounding, not a defect)"
             )
+        if builtin.compile_grace:
+            lines.append(
+                f"timeout: the first call of each kind (operation, rank, inputs given) may take "
+                f"{builtin.compile_grace:g} s more than --timeout: it compiles"
+            )
         lines += list(self.environment.get("adapter_notes") or [])
         return lines
 

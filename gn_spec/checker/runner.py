@@ -26,13 +26,16 @@ from gn_spec.checker import reproducer
 from gn_spec.checker.builtins import BY_NAME
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Probe
-from gn_spec.checker.property_framework import Outcome, PropertySpec
+from gn_spec.checker.property_framework import CALL_FAILURE_HEADLINES, Outcome, PropertySpec
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
-from gn_spec.checker.worker_process import WorkerProcess
+from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
 from gn_spec.formats import round_to
 from gn_spec.profiles import PROFILES
 from gn_spec.strategies import Case
+
+#: Hung calls a property may spend shrinking a hang, after the first.
+HANG_SHRINKS = 1
 
 
 class CheckerBug(BaseException):
@@ -65,6 +68,7 @@ class _Tally:
     worst_case: tuple[Case, str] | None = None  # the case of the worst failing ratio, and its detail
     failures: int = 0
     process_failures: int = 0
+    hangs: int = 0
     last: tuple[Case, Outcome] | None = None
     work: float = 0.0
     shrink_work: float = 0.0
@@ -179,8 +183,13 @@ def run_property(
             progress.flush()
         tally.failures += 1
         tally.process_failures += outcome.process
+        tally.hangs += outcome.headline == CALL_FAILURE_HEADLINES["timeout"]
         tally.last = (case, outcome)
         if tally.failures > budget.shrink_failures or tally.process_failures > budget.process_failures:
+            raise _StopShrinking()
+        # a hang ends the property: at most HANG_SHRINKS more hung calls go into shrinking it, none once the
+        # run's hang budget is spent (each hung call costs a timeout and a worker restart)
+        if tally.hangs > (HANG_SHRINKS if probe.worker.hangs < HANG_BUDGET else 0):
             raise _StopShrinking()
         raise _Failed(case, outcome)
 
@@ -190,7 +199,13 @@ def run_property(
     except _Failed as exc:
         tally.last = (exc.case, exc.outcome)
     except _StopShrinking:
-        note = " (shrinking stopped early: its budget was spent; this is the smallest failure found)"
+        if tally.hangs:
+            note = (
+                f" (a hang ends the property: shrinking stopped after {tally.hangs} hung calls; this is the "
+                "smallest hanging input found)"
+            )
+        else:
+            note = " (shrinking stopped early: its budget was spent; this is the smallest failure found)"
     except _StopGenerating:
         pass  # passed: the work budget ran out before the example budget
     except HypothesisException as exc:
@@ -328,6 +343,7 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
                 _progress_line(progress, i, len(specs), result)
         report.environment["worker_starts"] = worker.starts
         report.environment["calls"] = probe.calls
+        report.environment["hung_calls"] = worker.hangs
     report.seconds = time.perf_counter() - start
     return report
 

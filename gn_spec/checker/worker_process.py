@@ -21,12 +21,20 @@ from typing import Any
 import numpy as np
 
 from gn_spec.checker import protocol
+from gn_spec.checker.builtins import BY_NAME
 from gn_spec.checker.target import CheckConfig, UsageError
 
 #: Seconds allowed for the worker to start and import the target, on top of the per-call timeout. Generous:
 #: the `reference` target compiles its kernels there on the first run after an install (about a minute on
 #: a busy 2-core machine; later runs load numba's on-disk cache in under a second).
 IMPORT_GRACE = 300.0
+
+#: Hung calls a run waits the full ``--timeout`` for (see :meth:`WorkerProcess.wait_for`).
+HANG_BUDGET = 2
+#: Once the hang budget is spent, a call is waited for this many times the slowest call the target answered
+#: in the run, at least :data:`MIN_WAIT` seconds and at most ``--timeout``.
+WAIT_FACTOR = 10.0
+MIN_WAIT = 1.0
 
 #: How much of the worker's log a crash report quotes (characters).
 LOG_TAIL = 1500
@@ -101,11 +109,19 @@ class WorkerProcess:
         self.starts = 0
         self.hello: dict[str, Any] = {}
         self.tampered: dict[str, str] = {}  # change -> when it was first seen
+        target = config.target
+        builtin = BY_NAME.get(target.location) if target.kind == "builtin" else None
+        self.compile_grace = builtin.compile_grace if builtin is not None else 0.0
+        self.compiled_kinds: set[tuple[Any, ...]] = set()  # call kinds this worker has compiled
+        self.hangs = 0  # calls of this run that hung
+        self.answered = 0  # calls of this run that came back (whatever they returned)
+        self.slowest = 0.0  # seconds of the slowest of them, measured by the worker
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
         """Start a worker and import the target; raises UsageError when it cannot be imported."""
         self.close()
+        self.compiled_kinds.clear()  # a new process compiles anew
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.log.close()
@@ -232,6 +248,12 @@ class WorkerProcess:
 
     def run(self, requests: list[CallRequest]) -> list[CallResult]:
         """Run calls in order (one round trip); after a crash or hang the remaining calls are not run."""
+        if self.hangs >= HANG_BUDGET and self.answered == 0:
+            message = (
+                f"not called: the target hung on each of the {self.hangs} calls made so far and answered "
+                "none, so the run makes no more"
+            )
+            return [CallResult("timeout", message=message) for _ in requests]
         if self.proc is None or self.proc.poll() is not None:
             self.start()
         assert self.conn_out is not None
@@ -251,8 +273,17 @@ class WorkerProcess:
             protocol.send_message(self.conn_out, {"type": "calls", "calls": specs}, packer.arrays)
         except OSError:
             pass  # the worker is gone; _receive reports how
-        for _ in requests:
-            reply = self._receive(self.config.timeout)
+        for request in requests:
+            wait = self.wait_for() + self._grace(request)
+            reply = self._receive(wait)
+            if isinstance(reply, CallResult) and reply.status == "timeout":
+                self.hangs += 1
+                if wait < self.config.timeout:
+                    reply.message += (
+                        f"; after {HANG_BUDGET} hung calls this run waits {WAIT_FACTOR:g} times the slowest "
+                        f"call the target answered ({self.slowest:.3g} s), at least {MIN_WAIT:g} s, instead "
+                        f"of --timeout {self.config.timeout:g}"
+                    )
             if isinstance(reply, CallResult):
                 results.append(reply)
                 self.close()
@@ -264,9 +295,33 @@ class WorkerProcess:
         ]
         return results
 
+    def wait_for(self) -> float:
+        """How long the next call may take before it counts as hung: ``--timeout`` for the first
+        :data:`HANG_BUDGET` hangs of the run; after them, :data:`WAIT_FACTOR` times the slowest answered call
+        (between :data:`MIN_WAIT` and ``--timeout``), so that a target that hangs on many inputs is judged in
+        about a minute instead of one full timeout per property that meets a hanging input."""
+        timeout = self.config.timeout
+        if self.hangs < HANG_BUDGET:
+            return timeout
+        return min(timeout, max(MIN_WAIT, WAIT_FACTOR * self.slowest))
+
+    def _grace(self, request: CallRequest) -> float:
+        """Extra seconds for the first call of its kind to a target that compiles per kind (see
+        :attr:`gn_spec.checker.builtins.BuiltinTarget.compile_grace`); 0 otherwise."""
+        if self.compile_grace == 0:
+            return 0.0
+        rank = request.arrays["x"].ndim if "x" in request.arrays else -1
+        kind = (request.op, rank, *sorted(request.arrays))
+        if kind in self.compiled_kinds:
+            return 0.0
+        self.compiled_kinds.add(kind)
+        return self.compile_grace
+
     def _result(self, header: dict[str, Any], arrays: list[np.ndarray]) -> CallResult:
         for change in header.get("tampered", []):
             self.tampered.setdefault(change, "while TARGET was being called")
+        self.answered += 1
+        self.slowest = max(self.slowest, float(header.get("seconds", 0.0)))
         return CallResult(
             status=str(header.get("status")),
             outputs=header.get("outputs", {}),
