@@ -75,7 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"profile {args.profile}, --timeout {args.timeout:g}, seeds {args.seeds}\n")
     print(
-        f"{'target':<20} {'median s':>9} {'min s':>7} {'max s':>7} {'hung calls':>11} {'failed/run':>11}  verdict"
+        f"{'target':<20} {'median s':>9} {'min s':>7} {'max s':>7} {'hung calls':>11} "
+        f"{'failed/run':>11}  verdict"
     )
     for function, more in TARGETS:
         rows = [run(function, more, s, args.timeout, args.profile) for s in args.seeds]
