@@ -204,7 +204,7 @@ def test_a_failure_shows_the_worst_case_met_not_only_the_shrunk_one() -> None:
     report = run_check(bad, profile="quick", seed=0, properties=["forward_agreement"])
     (p,) = report.properties
     assert p.failed and p.worst_error == math.inf and p.worst_error_kind == "NaN output"
-    assert "(group size m=2)" in p.counterexample  # shrunk to a marginal, finite failure
+    assert p.counterexample_fields["group_size"] < 8  # shrunk to a marginal, finite failure
     assert p.worst_case is not None and "NaN output" in p.worst_case and "at index" in p.worst_case
     out = io.StringIO()
     write_table(report, out)

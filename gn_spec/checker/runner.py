@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
@@ -20,13 +21,19 @@ import hypothesis
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given
 from hypothesis import strategies as st
-from hypothesis.errors import HypothesisException
+from hypothesis.errors import HypothesisDeprecationWarning, HypothesisException
 
 from gn_spec.checker import reproducer
 from gn_spec.checker.builtins import BY_NAME
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Probe
-from gn_spec.checker.property_framework import CALL_FAILURE_HEADLINES, Outcome, PropertySpec
+from gn_spec.checker.property_framework import (
+    CALL_FAILURE_HEADLINES,
+    Outcome,
+    PropertySpec,
+    default_cases,
+    is_single_value_input,
+)
 from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
@@ -333,24 +340,30 @@ def _minimal_draw(strategy: st.SearchStrategy[Any]) -> Any:
 def minimal_shape_pass(
     spec: PropertySpec, probe: Probe, case: Case, outcome: Outcome
 ) -> tuple[Case, Outcome] | None:
-    """The smallest of :func:`smaller_shapes` on which the property still fails the same way (same
-    headline; non-finite again where it was non-finite), or None.
+    """The smallest of :func:`smaller_shapes` on which the property still fails the same way (wrong values
+    again, non-finite again where they were non-finite), or None.
 
     Hypothesis' shrinking can stop at a large shape (the same defect shrank to (1, 1, 100000) in one run and
-    (1, 2) in another); this pass makes the reported counterexample small.  Skipped for crashes and hangs
-    (each candidate could cost a timeout) and for inputs the target cannot express.
+    (1, 2) in another); this pass makes the reported counterexample small.  Only for wrong values, and only
+    for properties fed :func:`default_cases` (every valid input but single-value ones, so each candidate is
+    in the property's domain): a call that raised, crashed or hung may raise for another reason on another
+    shape, and a crash or hang could cost a timeout per candidate.
     """
-    if outcome.process or outcome.unexpressible:
+    if outcome.headline or outcome.process or outcome.unexpressible or spec.cases is not default_cases:
         return None
     for candidate in smaller_shapes(case):
+        if is_single_value_input(candidate):
+            continue
         try:
-            with np.errstate(all="ignore"):
+            # outside a Hypothesis test: a property's assume() raises as it should, without a warning
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", HypothesisDeprecationWarning)
                 found = spec.function(probe, candidate, _minimal_draw)
         except Exception:  # noqa: BLE001 - a candidate the recipe or the property cannot take: skip it
             continue
         if found.process:
             return None  # the target crashed or hung on a smaller input: stop, the shrunk case stands
-        same = found.headline == outcome.headline and bool(found.nonfinite) == bool(outcome.nonfinite)
+        same = not found.headline and bool(found.nonfinite) == bool(outcome.nonfinite)
         if not found.ok and not found.unexpressible and same:
             return candidate, found
     return None
