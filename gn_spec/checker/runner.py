@@ -39,6 +39,7 @@ from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
 from gn_spec.formats import round_to
 from gn_spec.profiles import PROFILES
+from gn_spec.reference import compile_cache
 from gn_spec.strategies import Case
 
 #: Hung calls a property may spend shrinking a hang, after the first.
@@ -434,8 +435,13 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     specs = selected_properties(properties)
     start = time.perf_counter()
     report = Report(config)
+    # a cold numba cache (the first run after an install) is compiled in the background while the worker
+    # starts; the worker of TARGET reference compiles it itself, during its import
+    compiling = None if config.target.kind == "reference" else compile_cache.start(progress)
     with WorkerProcess(config) as worker:
         hello = worker.start()
+        if compiling is not None:
+            compiling.wait()
         report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch")}
         probe = Probe(config, worker)
         for i, spec in enumerate(specs, 1):
