@@ -17,6 +17,8 @@ import traceback
 from collections.abc import Sequence
 
 from gn_spec.checker.options import CONFIG, OPTIONS, RUN, UsageError, options_in
+from gn_spec.formats import NAMES as DTYPE_NAMES
+from gn_spec.profiles import PROFILE_NAMES
 
 EXIT_USAGE = 2
 #: gn-spec itself failed (a bug to report): neither a verdict nor a usage error.
@@ -72,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the built-in targets of `gn-spec check` (no framework is imported).",
     )
     targets.add_argument("--json", action="store_true", help="print the list as JSON")
+    matrix = sub.add_parser(
+        "matrix",
+        help="judge every installed built-in target side by side and write the conformance matrix",
+        description="Run gn-spec check on every installed built-in target, at every dtype it supports and "
+        "with each value of its notable options, and write one table (Markdown and JSON).",
+    )
+    matrix.add_argument("--targets", nargs="+", metavar="NAME", help="only these built-in targets")
+    matrix.add_argument("--dtypes", nargs="+", metavar="DTYPE", choices=DTYPE_NAMES, help="only these dtypes")
+    matrix.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="each row's profile")
+    matrix.add_argument("--seed", type=int, default=0, help="each row's seed (default: 0)")
+    matrix.add_argument("--timeout", type=float, default=10.0, help="per-call timeout of each row's check")
+    matrix.add_argument("--row-timeout", type=float, default=1800.0, help="seconds one row may take")
+    matrix.add_argument("--jobs", type=int, default=1, help="rows run at a time (default: 1)")
+    matrix.add_argument("--markdown", metavar="PATH", help="write the table as Markdown to PATH")
+    matrix.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH")
+    matrix.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     derive = sub.add_parser(
         "derive", help="run the SymPy derivations (python -m gn_spec.derivations)", add_help=False
     )
@@ -88,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits with status 2 on an unknown option
     if args.command == "targets":
         return list_targets(args.json)
+    if args.command == "matrix":
+        return run_matrix_command(args, argv[1:])
     _keep_hypothesis_out_of_the_working_folder()
     from gn_spec.checker import CheckerBug, run_check  # the checker's imports only when checking
 
@@ -122,6 +142,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gn-spec check: error: cannot write the report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return report.exit_code
+
+
+def run_matrix_command(args: argparse.Namespace, argv: list[str]) -> int:
+    """``gn-spec matrix``: exit 0 when every row got a verdict, 1 when some did not, 2 on a usage error."""
+    import json
+
+    from gn_spec import matrix
+
+    try:
+        for path in (args.markdown, args.json):
+            if path is not None:
+                _check_writable(path)
+        rows, skipped = matrix.plan(args.targets, args.dtypes)
+    except UsageError as exc:
+        print(f"gn-spec matrix: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = None if args.quiet else sys.stderr
+    if progress is not None:
+        print(f"gn-spec matrix: {len(rows)} rows, {args.jobs} at a time", file=progress)
+        for line in skipped:
+            print(f"  left out: {line}", file=progress)
+    matrix.run_matrix(
+        rows, profile=args.profile, seed=args.seed, timeout=args.timeout, jobs=args.jobs,
+        row_timeout=args.row_timeout, progress=progress,
+    )
+    head = matrix.header(argv, args.profile, args.seed)
+    text = matrix.markdown(rows, skipped, head)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(matrix.to_json(rows, skipped, head), f, indent=2)
+            f.write("\n")
+    return 1 if any(r.error for r in rows) else 0
 
 
 def list_targets(as_json: bool) -> int:
