@@ -17,7 +17,10 @@ Notation (per (sample, group) block of m elements; a_i = w_c * dy_i; <.> is the 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,14 +83,43 @@ def accumulation_roundoff(dtype: str) -> float:
     return format_of(dtype).accumulation_roundoff
 
 
-def summation_depth(length: int) -> int:
+#: The summation classes (SPEC.md, "Summation"): the log-depth bound the verdict uses, and the looser bound of
+#: a sequential running sum, which reports use to say which class a failing target meets.
+SUMMATIONS = ("log-depth", "sequential")
+_SUMMATION: contextvars.ContextVar[str] = contextvars.ContextVar("gn_spec_summation", default="log-depth")
+#: The sequential class is derived for M - 1 < 2**23 terms (so (M - 1) u_a <= 1/2 for every u_a <= 2**-24).
+SEQUENTIAL_MAX_TERMS = 2**23
+
+
+@contextlib.contextmanager
+def summation_class(name: str) -> Iterator[None]:
+    """Judge with the bounds of summation class ``name`` (one of :data:`SUMMATIONS`) inside the block."""
+    if name not in SUMMATIONS:
+        raise ValueError(f"summation class {name!r} is not one of {SUMMATIONS}")
+    token = _SUMMATION.set(name)
+    try:
+        yield
+    finally:
+        _SUMMATION.reset(token)
+
+
+def summation_depth(length: int) -> float:
     """d(M): the allowed depth of a summation of M terms, so its error is at most d(M) u_a sum |terms|.
 
-    d(M) = min(M - 1, ceil(log2 M) + SEQUENTIAL_ALLOWANCE) for M >= 2 and 0 for M <= 1: any order reaches
-    M - 1; pairwise or cascaded summation with short sequential runs reaches the logarithmic form.
+    Log-depth class (the default): d(M) = min(M - 1, ceil(log2 M) + SEQUENTIAL_ALLOWANCE) for M >= 2 and 0
+    for M <= 1: any order reaches M - 1; pairwise or cascaded summation with short sequential runs reaches the
+    logarithmic form.  Sequential class (inside ``summation_class("sequential")``): a running sum has depth
+    D = M - 1, and its error is at most gamma_D sum |terms| with gamma_D = D u_a / (1 - D u_a) exactly, so
+    d(M) = D / (1 - D 2**-24) covers every u_a <= 2**-24 (a factor below 1.08 for the largest groups the
+    profiles generate); raises ValueError beyond :data:`SEQUENTIAL_MAX_TERMS`.
     """
     if length <= 1:
         return 0
+    if _SUMMATION.get() == "sequential":
+        if length > SEQUENTIAL_MAX_TERMS:
+            raise ValueError(f"the sequential class is derived for at most 2**23 terms, not {length}")
+        depth = length - 1
+        return depth / (1.0 - depth * 2.0**-24)
     return min(length - 1, math.ceil(math.log2(length)) + SEQUENTIAL_ALLOWANCE)
 
 
@@ -222,7 +254,7 @@ class Statistics:
 
     layout: GroupLayout
     dtype: str
-    depth: int
+    depth: float
     k_mu: float
     k_r: float
     kappa: np.ndarray
@@ -360,7 +392,7 @@ class Tolerance:
         return self.unit * self.bound * self.scale + self.floor
 
 
-def error_bound(quantity: str, dtype: str, coefficient: float, extra_depth: int = 0) -> float:
+def error_bound(quantity: str, dtype: str, coefficient: float, extra_depth: float = 0) -> float:
     """B = (u_a / u) (coefficient + extra_depth) + elementwise roundings + 2 * 2**-53 / u.
 
     ``coefficient`` comes from :func:`magnitudes`; ``extra_depth`` is d(M) + 1 for the quantities summed per
