@@ -275,3 +275,29 @@ def test_the_pytest_plugin_takes_the_deviations_file(tmp_path: Path) -> None:
     assert "1 failed, 1 passed" in out and "1 xfailed" in out, out
     assert "XFAIL" in out and "deviation 2: shapes" in out
     assert "deviation 3 ('stale') no longer deviates for rejects_invalid_groups" in out
+
+
+# ------------------------------------------------------------------------------ the PyTorch 2.13 example
+
+TORCH_DEVIATIONS = Path(__file__).resolve().parents[1] / "examples" / "torch-2.13-deviations.toml"
+
+
+def test_the_torch_example_declares_what_torch_gets_wrong_and_nothing_more(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    entries = load(TORCH_DEVIATIONS, PROPERTY_NAMES).entries
+    assert [e.properties for e in entries] == [
+        ("backward_agreement", "second_order_agreement", "input_not_modified"),
+        ("single_value_groups",),
+    ]
+    out = tmp_path / "r.json"
+    done = gn_spec(
+        "check", "torch", "--profile", "quick", "--seed", "1", "--deviations", str(TORCH_DEVIATIONS),
+        "--json", str(out), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(out.read_text())
+    by_name = {p["name"]: p for p in doc["properties"]}
+    assert by_name["single_value_groups"]["status"] == "expected failure"
+    backward = by_name["backward_agreement"]
+    assert backward["status"] == "passed" and backward["cases"] > 0  # its numerics are still judged
+    assert [e["status"] for e in doc["deviations"]["entries"]] == ["reproduces", "reproduces"]
