@@ -32,4 +32,5 @@ def test_property(name: str, gn_checker: Checker) -> None:
         warnings.warn(text, UserWarning, stacklevel=1)
     if result.status == EXPECTED_FAILURE:
         by = result.expected_by
+        assert by is not None
         pytest.xfail(f"deviation {by.number}: {by.reason} ({result.kind}: {result.message.splitlines()[0]})")

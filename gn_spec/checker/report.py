@@ -196,8 +196,8 @@ class Report:
         for e in self.deviation_entries():
             if e["status"] == "no longer deviates" and not self.deviations.strict:
                 out.append(_entry_line(e))
-            elif "matched no generated input" in e["message"]:
-                out.append(_entry_line(e))
+            elif "matched no generated input" in e["message"] and e["results"]:
+                out.append(_entry_line(e))  # (an entry none of whose properties ran is the selection's doing)
         return out
 
     @property
