@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import traceback
@@ -132,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     from gn_spec.checker.report import write_table
 
+    report.command = shlex.join(["gn-spec", *argv])
     write_table(report, sys.stdout)
     try:
         if args.json:

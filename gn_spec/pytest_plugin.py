@@ -8,8 +8,9 @@ with the counterexample, the worst element and a reproducer script.  Properties 
 are skipped with the reason.  The options are those of ``gn-spec check`` that configure the target, spelled
 ``--gn-NAME`` and derived from the same table (:data:`gn_spec.checker.options.OPTIONS`), so they take the same
 values, defaults and error messages: --gn-target, --gn-api, --gn-dtype, --gn-device, --gn-memory-format,
---gn-profile, --gn-seed, --gn-timeout.  ``--property`` has no --gn- twin (select tests with ``-k``), nor have
-the CLI's report options (pytest has ``--junitxml``).
+--gn-profile, --gn-seed, --gn-timeout, --gn-deviations FILE (a property declared failing as a whole is an
+xfail; a region's inputs are not judged) and --gn-deviations-strict.  ``--property`` has no --gn- twin
+(select tests with ``-k``), nor have the CLI's report options (pytest has ``--junitxml``).
 
 Registered through the ``pytest11`` entry point, the plugin loads in every pytest run of an environment where
 gn-spec is installed, so it only adds options here and imports nothing heavy (the option table, which needs
@@ -65,16 +66,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 class Checker:
     """What the property tests use: a started worker for the configured target."""
 
-    def __init__(self, config: Any, worker: Any, probe: Any) -> None:
-        self.config, self.worker, self.probe = config, worker, probe
+    def __init__(self, config: Any, worker: Any, probe: Any, deviations: Any = None) -> None:
+        self.config, self.worker, self.probe, self.deviations = config, worker, probe, deviations
 
     def run(self, name: str) -> Any:
-        """Run one property; returns its :class:`gn_spec.checker.report.PropertyResult`."""
+        """Run one property (with the declared deviations, if any); returns its
+        :class:`gn_spec.checker.report.PropertyResult`."""
         from gn_spec.checker.runner import run_property, selected_properties
 
         (spec,) = selected_properties([name])
         assert self.config.seed is not None
-        return run_property(spec, self.probe, self.config.seed)
+        return run_property(spec, self.probe, self.config.seed, deviations=self.deviations)
 
 
 @pytest.fixture(scope="session")
@@ -87,15 +89,17 @@ def gn_checker(request: pytest.FixtureRequest) -> Iterator[Checker]:
             "(e.g. --gn-target mypkg.ops:group_norm --gn-api torch)",
             pytrace=False,
         )
+    from gn_spec.checker.deviations import for_config
     from gn_spec.checker.probe import Probe
     from gn_spec.checker.target import UsageError, make_config
     from gn_spec.checker.worker_process import WorkerProcess
 
     try:
         config = make_config(target, **_given(request.config))
+        deviations = for_config(config)
         worker = WorkerProcess(config)
         worker.start()
     except UsageError as exc:
         pytest.fail(f"gn-spec: {exc}", pytrace=False)
     with worker:
-        yield Checker(config, worker, Probe(config, worker))
+        yield Checker(config, worker, Probe(config, worker), deviations)

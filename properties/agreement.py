@@ -15,6 +15,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import gn_spec
+from gn_spec.checker.failure_kinds import WRONG_STRUCTURE
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import Draw, Outcome, failure_of, from_judgements, gn_property
 from gn_spec.checker.target import CheckConfig
@@ -75,7 +76,9 @@ def forward_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return failure_of(result, "the forward call", repro=_FORWARD_REPRO)
     y = probe.array(result, "y", case.shape)
     if isinstance(y, str):
-        return Outcome(ok=False, message=f"the forward output: {y}", repro=_FORWARD_REPRO)
+        return Outcome(
+            ok=False, message=f"the forward output: {y}", repro=_FORWARD_REPRO, failure_kind=WRONG_STRUCTURE
+        )
     expected = gn_spec.group_norm(inp.x, case.num_groups, inp.weight, inp.bias, case.eps)
     tol = forward_tolerance(inp.x, case.num_groups, inp.weight, inp.bias, case.eps, probe.dtype)
     verdict = from_judgements([judge("output", y, expected, tol)], "the forward output", _FORWARD_REPRO)
@@ -132,7 +135,9 @@ def backward_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
     for name, k, shape in wanted:
         got = probe.array(result, name, shape)
         if isinstance(got, str):
-            return Outcome(ok=False, message=f"the backward: {got}", repro=_BACKWARD_REPRO)
+            return Outcome(
+                ok=False, message=f"the backward: {got}", repro=_BACKWARD_REPRO, failure_kind=WRONG_STRUCTURE
+            )
         observed[k] = got
         judgements.append(judge(name, got, exact[k], tolerances[name]))
     verdict = from_judgements(judgements, "the backward", _BACKWARD_REPRO)
@@ -208,7 +213,12 @@ def second_order_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
             continue
         observed = probe.array(result, name, np.shape(exact[k]))
         if isinstance(observed, str):
-            return Outcome(ok=False, message=f"the double backward: {observed}", repro=_SECOND_ORDER_REPRO)
+            return Outcome(
+                ok=False,
+                message=f"the double backward: {observed}",
+                repro=_SECOND_ORDER_REPRO,
+                failure_kind=WRONG_STRUCTURE,
+            )
         judgements.append(judge(quantity, observed, exact[k], tolerances[quantity]))
     return from_judgements(judgements, "the double backward", _SECOND_ORDER_REPRO)
 

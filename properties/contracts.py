@@ -13,6 +13,14 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from gn_spec.checker.failure_kinds import (
+    ACCEPTED_INVALID,
+    CRASHED,
+    MODIFIED_INPUT,
+    NONDETERMINISTIC,
+    TAMPERED,
+    WRONG_STRUCTURE,
+)
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import Draw, Outcome, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
@@ -57,10 +65,10 @@ def output_shape_and_dtype(probe: Probe, case: Case, draw: Draw) -> Outcome:
     if result.status != "ok":
         return failure_of(result, "the forward call", repro=_SHAPE_REPRO)
     problem = _returned(probe, result, "y", case.shape)
-    return (
-        Outcome.passed()
-        if problem is None
-        else Outcome(ok=False, message=f"the output: {problem}", repro=_SHAPE_REPRO)
+    if problem is None:
+        return Outcome.passed()
+    return Outcome(
+        ok=False, message=f"the output: {problem}", repro=_SHAPE_REPRO, failure_kind=WRONG_STRUCTURE
     )
 
 
@@ -156,10 +164,16 @@ def input_not_modified(probe: Probe, case: Case, draw: Draw) -> Outcome:
                     repro=repro,
                     message=f"{what}: its argument {name} could not be read "
                     f"back (it became {d.get('type') if d else 'nothing'})",
+                    failure_kind=MODIFIED_INPUT,
                 )
             change = _changed(sent, result.arrays[d["array"]])
             if change is not None:
-                return Outcome(ok=False, message=f"{what} modified its input {name}: {change}", repro=repro)
+                return Outcome(
+                    ok=False,
+                    message=f"{what} modified its input {name}: {change}",
+                    repro=repro,
+                    failure_kind=MODIFIED_INPUT,
+                )
     return Outcome.passed()
 
 
@@ -198,11 +212,14 @@ def rejects_invalid_groups(probe: Probe, case: Case, draw: Draw) -> Outcome:
             repro=_INVALID_REPRO,
             message=f"num_groups={case.num_groups} does not divide C={c}, yet the call returned {what} "
             "instead of raising",
+            failure_kind=ACCEPTED_INVALID,
         )
     return failure_of(
         result,
         f"with num_groups={case.num_groups} not dividing C={c} the call did not raise an Exception",
         repro=_INVALID_REPRO,
+        # a BaseException that is no Exception (SystemExit, ...) ends the caller's program: a crash
+        kind=CRASHED if result.status == "raised" else None,
     )
 
 
@@ -242,7 +259,12 @@ def gradient_shapes_and_dtypes(probe: Probe, case: Case, draw: Draw) -> Outcome:
     for name, shape in (("grad_input", case.shape), ("grad_weight", (c,)), ("grad_bias", (c,))):
         problem = _returned(probe, result, name, shape)
         if problem is not None:
-            return Outcome(ok=False, message=f"the backward: {problem}", repro=_GRAD_SHAPE_REPRO)
+            return Outcome(
+                ok=False,
+                message=f"the backward: {problem}",
+                repro=_GRAD_SHAPE_REPRO,
+                failure_kind=WRONG_STRUCTURE,
+            )
     return Outcome.passed()
 
 
@@ -272,7 +294,9 @@ def repeated_calls_identical(probe: Probe, case: Case, draw: Draw) -> Outcome:
             return failure_of(result, "the forward call", repro=_REPEAT_REPRO)
         y = probe.array(result, "y", case.shape)
         if isinstance(y, str):
-            return Outcome(ok=False, message=f"the output: {y}", repro=_REPEAT_REPRO)
+            return Outcome(
+                ok=False, message=f"the output: {y}", repro=_REPEAT_REPRO, failure_kind=WRONG_STRUCTURE
+            )
         arrays.append(y)
     change = _changed(arrays[0], arrays[1])
     if change is None and np.array_equal(np.signbit(arrays[0]), np.signbit(arrays[1])):
@@ -281,6 +305,7 @@ def repeated_calls_identical(probe: Probe, case: Case, draw: Draw) -> Outcome:
         ok=False,
         repro=_REPEAT_REPRO,
         message=f"two calls on the same input gave different outputs: {change or 'signs of zeros differ'}",
+        failure_kind=NONDETERMINISTIC,
     )
 
 
@@ -305,4 +330,6 @@ def no_tampering(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return Outcome.passed()
     listed = "; ".join(f"{change} {when}" for change, when in list(seen.items())[:8])
     more = f" (and {len(seen) - 8} more)" if len(seen) > 8 else ""
-    return Outcome(ok=False, message=f"the target tampered with its environment: {listed}{more}")
+    return Outcome(
+        ok=False, message=f"the target tampered with its environment: {listed}{more}", failure_kind=TAMPERED
+    )

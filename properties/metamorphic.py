@@ -24,6 +24,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from gn_spec.checker.failure_kinds import WRONG_STRUCTURE, WRONG_VALUES, of_judgement
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import Draw, Outcome, default_cases, failure_of, gn_property
 from gn_spec.checker.target import CheckConfig
@@ -110,7 +111,12 @@ def forward_pair(
             return failure_of(result, f"the forward call on {label}", repro=repro)
         y = probe.array(result, "y", x.shape)
         if isinstance(y, str):
-            return Outcome(ok=False, message=f"the forward output on {label}: {y}", repro=repro)
+            return Outcome(
+                ok=False,
+                message=f"the forward output on {label}: {y}",
+                repro=repro,
+                failure_kind=WRONG_STRUCTURE,
+            )
         ys.append(y)
     return ys[0], ys[1]
 
@@ -134,6 +140,7 @@ def verdict(j: Judgement, message: str, repro: str) -> Outcome:
         repro=repro,
         nonfinite=j.nonfinite,
         kind=j.worst_kind,
+        failure_kind=of_judgement(j.nonfinite, j.worst_kind),
     )
 
 
@@ -459,7 +466,13 @@ def constant_groups_give_bias(probe: Probe, case: Case, draw: Draw) -> Outcome:
         return replace(failure_of(result, "the forward call", repro=_CONSTANT_REPRO), inputs_note=note)
     y = probe.array(result, "y", case.shape)
     if isinstance(y, str):
-        return Outcome(ok=False, message=f"the forward output: {y}", repro=_CONSTANT_REPRO, inputs_note=note)
+        return Outcome(
+            ok=False,
+            message=f"the forward output: {y}",
+            repro=_CONSTANT_REPRO,
+            inputs_note=note,
+            failure_kind=WRONG_STRUCTURE,
+        )
     bias = np.zeros(case.shape[1]) if b is None else b
     expected = np.broadcast_to(bias.reshape(1, -1, *([1] * (len(case.shape) - 2))), case.shape)
     tol = forward_tolerance(xc, g, w, b, eps, probe.dtype)
@@ -541,6 +554,7 @@ def nan_stays_in_group(probe: Probe, case: Case, draw: Draw) -> Outcome:
             message=f"a NaN in block (sample {n}, group {gg}) left {not_nan} of its "
             f"{dirty.shape[2]} outputs not NaN",
             repro=repro,
+            failure_kind=WRONG_VALUES,
         )
     others = np.ones(clean.shape[:2], dtype=bool)
     others[n, gg] = False

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from checker_helpers import gn_spec, target
+from jsonschema import Draft202012Validator
 
+from gn_spec.checker.report import SCHEMA_PATH
 from gn_spec.cli import main
 from gn_spec.properties import PROPERTY_NAMES
 
@@ -220,6 +222,8 @@ def test_seed_makes_a_run_reproducible(tmp_path: Path) -> None:
         for p in report["properties"]:
             p.pop("seconds")
         report["summary"].pop("seconds")
+        # when it ran and its command line (the --json path differs): the only fields that may differ
+        report.pop("timestamp"), report.pop("command")
         reports.append(report)
     assert reports[0] == reports[1]
 
@@ -234,11 +238,13 @@ def test_derive_subcommand_runs_the_derivations_module() -> None:
 
 
 def check_json_schema(report: dict) -> None:
-    """The --json document has the keys and types the CLI contract names."""
+    """The --json document has the keys and types the CLI contract names, and validates against the JSON
+    Schema gn-spec ships (tests/test_report_schema.py tests the schema itself)."""
     assert {"target", "api", "dtype", "device", "verdict", "summary", "properties"} <= set(report)
     assert report["verdict"] in ("conforms", "does not conform")
+    assert list(Draft202012Validator(json.loads(Path(SCHEMA_PATH).read_text())).iter_errors(report)) == []
     summary = report["summary"]
-    assert set(summary) == {"cases", "properties", "failed", "seconds"}
+    assert {"cases", "properties", "failed", "seconds"} <= set(summary)  # fields are added, never dropped
     assert isinstance(summary["cases"], int) and summary["cases"] > 0
     assert summary["properties"] == len(report["properties"])
     assert summary["failed"] == sum(p["status"] == "failed" for p in report["properties"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,9 @@ class Option:
     ``normalize`` accepts (and may normalize) a value or raises ``ValueError``/``TypeError``; ``expected``
     says in words what is accepted, for the error message.  ``flag_name`` spells the CLI flag where it is not
     the name (``--property`` for ``properties``); ``positional`` makes it the CLI's positional argument;
-    ``repeatable`` collects repeated flags into a list; ``switch`` is a flag without a value.
+    ``repeatable`` collects repeated flags into a list; ``switch`` is a flag without a value;
+    ``omit_at_default``: the replay command (:func:`gn_spec.checker.reproducer.replay_command`) leaves it out
+    when it has its default value (an option added after reproducers were first written).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Option:
     positional: bool = False
     repeatable: bool = False
     switch: bool = False
+    omit_at_default: bool = False
 
     @property
     def flag(self) -> str:
@@ -163,6 +167,25 @@ def _integer(text: str) -> int:
     return int(text, 0)
 
 
+def _boolean_text(text: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _path(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | os.PathLike):
+        raise TypeError(value)
+    return os.fspath(value)
+
+
 def _profile_help() -> str:
     return "how hard to try: " + "; ".join(p.describe() for p in PROFILES.values())
 
@@ -219,6 +242,24 @@ OPTIONS: tuple[Option, ...] = (
         normalize=_seconds,
         expected="a positive finite number of seconds, e.g. 10 or 0.5",
         metavar="SECONDS",
+    ),
+    Option(
+        "deviations",
+        "TOML file of the target's known deviations ([[deviation]] entries: reason, properties, scope, kind, "
+        "cases): inputs in a declared region are not judged, a declared failure does not fail the run",
+        normalize=_path,
+        expected="a path",
+        metavar="FILE",
+    ),
+    Option(
+        "deviations_strict",
+        "a declared deviation that no longer reproduces fails the run (exit 1); false: a warning",
+        default=True,
+        convert=_boolean_text,
+        normalize=_boolean,
+        expected="true or false",
+        metavar="true|false",
+        omit_at_default=True,
     ),
     Option(
         "properties",

@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from gn_spec.checker import failure_kinds
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.target import CheckConfig
 from gn_spec.checker.worker_process import CallResult
@@ -45,7 +46,8 @@ class Outcome:
     words, where that is not the property's claim being false (a call that raised, crashed or hung says so,
     instead of a headline such as "leaves its input arrays as they were" for an input nobody modified);
     ``unexpressible``: the target cannot take this valid input at all (a call answered ``unexpressible``):
-    the runner records it and goes on judging the inputs the target can express.
+    the runner records it and goes on judging the inputs the target can express; ``failure_kind``: what kind
+    of failure it is, one of :data:`gn_spec.checker.failure_kinds.KINDS` (every failing Outcome has one).
     """
 
     ok: bool
@@ -61,6 +63,7 @@ class Outcome:
     inputs_note: str = ""
     headline: str = ""
     unexpressible: bool = False
+    failure_kind: str = ""
 
     @staticmethod
     def passed(ratio: float | None = None, units: float | None = None) -> Outcome:
@@ -189,8 +192,9 @@ def in_declared_order(specs: Iterable[PropertySpec], modules: Sequence[str]) -> 
     return ordered
 
 
-def failure_of(result: CallResult, what: str, repro: str = "") -> Outcome:
-    """An Outcome for a call that did not return (raised, crashed, hung, bad structure)."""
+def failure_of(result: CallResult, what: str, repro: str = "", kind: str | None = None) -> Outcome:
+    """An Outcome for a call that did not return (raised, crashed, hung, bad structure); its kind comes from
+    the call's status (:data:`~gn_spec.checker.failure_kinds.BY_CALL_STATUS`) unless ``kind`` is given."""
     reason = result.reason()
     return Outcome(
         ok=False,
@@ -200,6 +204,7 @@ def failure_of(result: CallResult, what: str, repro: str = "") -> Outcome:
         repro=repro,
         headline=CALL_FAILURE_HEADLINES.get(result.status, "a call did not return values"),
         unexpressible=result.status == "unexpressible",
+        failure_kind=kind or failure_kinds.BY_CALL_STATUS.get(result.status, failure_kinds.CRASHED),
     )
 
 
@@ -231,4 +236,5 @@ def from_judgements(judgements: list[Judgement], what: str, repro: str = "") -> 
         repro=repro,
         nonfinite=sum(j.nonfinite for j in judgements),
         kind=first.worst_kind,
+        failure_kind=failure_kinds.of_judgement(first.nonfinite, first.worst_kind),
     )

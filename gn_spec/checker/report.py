@@ -1,20 +1,52 @@
-"""The outcome of a check run and its three renderings: the console table, ``--json`` and ``--junit-xml``."""
+"""The outcome of a check run and its three renderings: the console table, ``--json`` and ``--junit-xml``.
+
+The JSON document is described by a JSON Schema that ships with gn-spec (:data:`SCHEMA_PATH`; its version is
+:data:`SCHEMA`), so that a dashboard can harvest reports of any run.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gn_spec.checker.builtins import BY_NAME, BuiltinTarget
 from gn_spec.checker.target import CheckConfig
 from gn_spec.error_model import format_error
 
+if TYPE_CHECKING:
+    from gn_spec.checker.deviations import Deviations
+
 PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not applicable"
+#: A property that failed as a deviations file declares it would (pytest's xfail); not a failure of the run.
+EXPECTED_FAILURE = "expected failure"
+#: The version of the JSON report's layout (bumped when a field changes meaning or goes; new fields keep it
+#: compatible) and the JSON Schema that describes it, shipped in the package.
+SCHEMA = "gn-spec-report/1"
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.schema.json")
 #: What a run can judge of a target, in the order reports list it.
 ALL_CHECKS = ("forward", "backward", "second order")
+
+
+@dataclass
+class DeviationOutcome:
+    """What became of one declared deviation (:mod:`gn_spec.checker.deviations`) in one property's run.
+
+    ``number``: the entry's place in the file (from 1); ``mode``: ``region``, ``region (failures of kind
+    ...)`` or ``expected failure``; ``excluded``: the generated inputs it took out of judging (a region) or
+    the failures it excused (a region with a kind); ``status``: reproduces, no longer deviates, matched no
+    generated input, or undecided; ``note``: how that was decided.
+    """
+
+    number: int
+    reason: str
+    mode: str
+    excluded: int
+    status: str
+    note: str = ""
 
 
 @dataclass
@@ -39,7 +71,10 @@ class PropertyResult:
     plus the data recipe's log10_offset, log10_scale and grad_offset; None when nothing failed.
     ``headline``: for a failure, what happened when that is not the property's claim failing (a call that
     raised, crashed or hung); the console shows it instead of ``summary``, which would then say something
-    false.  Empty otherwise.
+    false.  Empty otherwise.  ``kind``: for a failure (or an expected one), what kind of failure it is (one of
+    :data:`gn_spec.checker.failure_kinds.KINDS`); empty otherwise.  ``deviations``: what became of each
+    declared deviation that covers the property (:class:`DeviationOutcome`); ``replay``: the command that
+    runs the property again as this run did.
     """
 
     name: str
@@ -60,10 +95,27 @@ class PropertyResult:
     worst_case: str | None = None
     counterexample_fields: dict[str, Any] | None = None
     headline: str = ""
+    kind: str = ""
+    deviations: list[DeviationOutcome] = field(default_factory=list)
+    replay: str = ""
 
     @property
     def failed(self) -> bool:
         return self.status == FAILED
+
+    @property
+    def excluded(self) -> int:
+        """Generated inputs that declared deviations took out of judging (or whose failures they excused)."""
+        return sum(d.excluded for d in self.deviations)
+
+    @property
+    def expected_by(self) -> DeviationOutcome | None:
+        """For an expected failure, the entry that declared it."""
+        if self.status != EXPECTED_FAILURE:
+            return None
+        return next(
+            d for d in self.deviations if d.mode.startswith(EXPECTED_FAILURE) and d.status == "reproduces"
+        )
 
 
 @dataclass
@@ -74,6 +126,79 @@ class Report:
     properties: list[PropertyResult] = field(default_factory=list)
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
+    deviations: Deviations | None = None  # the declared deviations (--deviations), if any
+    started: str = ""  # when the run began: ISO 8601, UTC
+    command: str | None = None  # the command line that ran it, where it came from one (the CLI sets it)
+    execution: dict[str, Any] = field(default_factory=dict)  # framework, device, python, platform
+
+    @property
+    def expected_failures(self) -> list[PropertyResult]:
+        return [p for p in self.properties if p.status == EXPECTED_FAILURE]
+
+    @property
+    def excluded(self) -> int:
+        """Generated inputs the declared deviations took out of judging (or whose failures they excused)."""
+        return sum(p.excluded for p in self.properties)
+
+    def deviation_entries(self) -> list[dict[str, Any]]:
+        """Each declared entry, with what became of it over the properties that ran: ``status`` (stale if it
+        no longer deviates for one of them), ``excluded``, ``message`` and ``results`` per property."""
+        from gn_spec.checker.deviations import REPRODUCES, STALE, UNDECIDED, UNMATCHED
+
+        if self.deviations is None:
+            return []
+        entries = []
+        for d in self.deviations.entries:
+            per = {p.name: o for p in self.properties for o in p.deviations if o.number == d.number}
+            stale = [name for name, o in per.items() if o.status == STALE]
+            holds = [name for name, o in per.items() if o.status == REPRODUCES]
+            unmatched = [name for name, o in per.items() if o.status == UNMATCHED]
+            if stale:
+                status = STALE
+                message = (
+                    f"no longer deviates for {', '.join(stale)}: remove it from the entry's properties"
+                    if holds
+                    else "no longer deviates: remove this entry"
+                )
+            elif holds:
+                status, message = REPRODUCES, "reproduces"
+                if d.properties is not None and unmatched:
+                    message += f"; matched no generated input of {', '.join(unmatched)}"
+            elif not per or len(unmatched) == len(per):
+                status = UNMATCHED
+                message = "matched no generated input" + ("" if per else " (it covers no property that ran)")
+            else:
+                status, message = UNDECIDED, "; ".join(f"{n}: {o.note}" for n, o in per.items())
+            entries.append(
+                {
+                    **d.to_json(),
+                    "status": status,
+                    "excluded": sum(o.excluded for o in per.values()),
+                    "message": message,
+                    "results": {name: asdict(o) for name, o in per.items()},
+                }
+            )
+        return entries
+
+    @property
+    def deviation_errors(self) -> list[str]:
+        """Stale entries of a strict deviations file: each fails the run (exit 1)."""
+        if self.deviations is None or not self.deviations.strict:
+            return []
+        return [_entry_line(e) for e in self.deviation_entries() if e["status"] == "no longer deviates"]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about the deviations file that does not fail the run."""
+        if self.deviations is None:
+            return []
+        out = []
+        for e in self.deviation_entries():
+            if e["status"] == "no longer deviates" and not self.deviations.strict:
+                out.append(_entry_line(e))
+            elif "matched no generated input" in e["message"] and e["results"]:
+                out.append(_entry_line(e))  # (an entry none of whose properties ran is the selection's doing)
+        return out
 
     @property
     def failed(self) -> list[PropertyResult]:
@@ -143,8 +268,19 @@ class Report:
 
     @property
     def verdict_text(self) -> str:
-        """The verdict with what it covers: ``conforms (forward only: this API has no gradients)``."""
-        return f"{self.verdict} ({self.scope})" if self.scope else self.verdict
+        """The verdict with what it covers: ``conforms (forward only: this API has no gradients)``, and with
+        a deviations file, what it set aside: ``conforms outside its declared deviations (1 expected
+        failure, 40 generated inputs not judged)``."""
+        text = self.verdict
+        declared = []
+        if self.expected_failures:
+            n = len(self.expected_failures)
+            declared.append(f"{n} expected failure{'s' if n > 1 else ''}")
+        if self.excluded:
+            declared.append(f"{self.excluded} generated inputs not judged")
+        if declared:
+            text += f" outside its declared deviations ({', '.join(declared)})"
+        return f"{text} ({self.scope})" if self.scope else text
 
     @property
     def cases(self) -> int:
@@ -152,12 +288,22 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.conforms else 1
+        return 0 if self.conforms and not self.deviation_errors else 1
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document (the keys the CLI contract names, plus a few extra ones)."""
+        """The ``--json`` document (the keys the CLI contract names, plus a few extra ones), described by the
+        JSON Schema at :data:`SCHEMA_PATH`."""
+        from gn_spec import __version__
+        from gn_spec.checker.reproducer import replay_command
+
         c = self.config
+        entries = self.deviation_entries()
         return {
+            "schema": SCHEMA,
+            "gn_spec_version": __version__,
+            "command": self.command if self.command is not None else replay_command(c),
+            "timestamp": self.started or None,
+            "execution": self.execution,
             "target": c.target.text,
             "api": c.api,
             "target_options": list(c.target_options),
@@ -173,10 +319,17 @@ class Report:
                 "cases": self.cases,
                 "properties": len(self.properties),
                 "failed": len(self.failed),
+                "expected_failures": len(self.expected_failures),
+                "excluded": self.excluded,
                 "seconds": round(self.seconds, 3),
             },
             "properties": [_property_json(p) for p in self.properties],
             "environment": self.environment,
+            "deviations": None
+            if self.deviations is None
+            else {"file": self.deviations.path, "strict": self.deviations.strict, "entries": entries},
+            "warnings": self.warnings,
+            "errors": self.deviation_errors,
         }
 
     def write_json(self, path: str) -> None:
@@ -188,21 +341,16 @@ class Report:
         """JUnit XML: one <testsuite> for the run, one <testcase> per property."""
         c = self.config
         suite_name = f"gn-spec check {c.target.text} ({c.api}, {c.dtype}, {c.device}, {c.memory_format})"
-        suites = ET.Element(
-            "testsuites",
-            name="gn-spec",
-            tests=str(len(self.properties)),
-            failures=str(len(self.failed)),
-            time=f"{self.seconds:.3f}",
-        )
+        # the counts are set once every testcase is in (declared deviations add testcases of their own)
+        suites = ET.Element("testsuites", name="gn-spec", tests="", failures="", time=f"{self.seconds:.3f}")
         suite = ET.SubElement(
             suites,
             "testsuite",
             name=suite_name,
-            tests=str(len(self.properties)),
-            failures=str(len(self.failed)),
+            tests="",
+            failures="",
             errors="0",
-            skipped=str(sum(p.status == NOT_APPLICABLE for p in self.properties)),
+            skipped="",
             time=f"{self.seconds:.3f}",
         )
         props = ET.SubElement(suite, "properties")
@@ -224,18 +372,73 @@ class Report:
                 suite, "testcase", classname="gn_spec.properties", name=p.name, time=f"{p.seconds:.3f}"
             )
             if p.status == FAILED:
-                failure = ET.SubElement(case, "failure", message=p.message, type="NonConformance")
+                failure = ET.SubElement(case, "failure", message=_kind_message(p), type="NonConformance")
                 failure.text = failure_text(p)
             elif p.status == NOT_APPLICABLE:
                 ET.SubElement(case, "skipped", message=p.message)
+            elif p.status == EXPECTED_FAILURE:  # pytest's convention: an xfail is a skip with its reason
+                by = p.expected_by
+                assert by is not None
+                skipped = ET.SubElement(
+                    case,
+                    "skipped",
+                    type="gn_spec.deviation",
+                    message=f"expected failure (deviation {by.number}: {by.reason}): {_kind_message(p)}",
+                )
+                skipped.text = failure_text(p)
             out = ET.SubElement(case, "system-out")
             worst = format_ratio(p.worst_error, p.worst_error_kind)
             out.text = f"{p.cases} cases judged; worst error {worst}"
+            if p.excluded:
+                out.text += f"; {p.excluded} generated inputs set aside by declared deviations"
+            # each declared region apart from the property's own verdict: skipped with its reason, or failed
+            # when a strict deviations file's entry no longer deviates
+            for d in p.deviations:
+                if d.mode.startswith(EXPECTED_FAILURE) and d.status != "no longer deviates":
+                    continue
+                if not d.excluded and d.status != "no longer deviates":
+                    continue
+                apart = ET.SubElement(
+                    suite, "testcase", classname="gn_spec.deviations", name=f"{p.name}[deviation {d.number}]"
+                )
+                if d.status == "no longer deviates":
+                    text = f"deviation {d.number} ({d.reason}) no longer deviates: remove this entry"
+                    text += f" ({d.note})"
+                    tag = "failure" if self.deviations is not None and self.deviations.strict else "skipped"
+                    ET.SubElement(apart, tag, message=text, type="StaleDeviation")
+                else:
+                    what = "failures excused" if "kind" in d.mode else "generated inputs not judged"
+                    ET.SubElement(
+                        apart,
+                        "skipped",
+                        type="gn_spec.deviation",
+                        message=f"known deviation {d.number}: {d.reason} ({d.excluded} {what}; {d.status})",
+                    )
+        cases = suite.findall("testcase")
+        counts = {
+            "tests": str(len(cases)),
+            "failures": str(sum(t.find("failure") is not None for t in cases)),
+            "skipped": str(sum(t.find("skipped") is not None for t in cases)),
+        }
+        for key in ("tests", "failures"):
+            suites.set(key, counts[key])
+        for key, value in counts.items():
+            suite.set(key, value)
         ET.indent(suites)
         return ET.ElementTree(suites)
 
     def write_junit(self, path: str) -> None:
         self.to_junit().write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _kind_message(p: PropertyResult) -> str:
+    """A failure's message with its kind in front: ``refused valid input: the backward call: raised ...``."""
+    return f"{p.kind}: {p.message}" if p.kind else p.message
+
+
+def _entry_line(entry: dict[str, Any]) -> str:
+    """One line on a deviations file's entry: ``deviation 2 ("reason"): no longer deviates: remove ...``."""
+    return f"deviation {entry['number']} ({entry['reason']!r}): {entry['message']}"
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
@@ -278,15 +481,21 @@ def failure_text(p: PropertyResult) -> str:
 
 
 def write_table(report: Report, out: TextIO) -> None:
-    """The console summary: one row per property, then each failure in full, then the verdict."""
-    rows = [("property", "status", "cases", "worst error / bound", "worst (u*scale)", "seconds")]
+    """The console summary: one row per property, then each failure in full, the expected failures and the
+    declared deviations, then the verdict.  The ``excluded`` column (inputs set aside by declared deviations)
+    is there with a deviations file, the ``failure kind`` column when something failed."""
+    with_deviations = report.deviations is not None
+    with_kinds = any(p.kind for p in report.properties)
+    head = ["property", "status", "cases", "worst error / bound", "worst (u*scale)", "seconds"]
+    rows = [tuple(head + ["excluded"] * with_deviations + ["failure kind"] * with_kinds)]
     for p in report.properties:
         kind = p.worst_error_kind
         units = "-" if p.worst_error_units is None else format_ratio(p.worst_error_units, kind)
-        rows.append(
-            (p.name, p.status, str(p.cases), format_ratio(p.worst_error, kind), units, f"{p.seconds:.1f}")
-        )
+        row = [p.name, p.status, str(p.cases), format_ratio(p.worst_error, kind), units, f"{p.seconds:.1f}"]
+        row += [str(p.excluded)] * with_deviations + [p.kind] * with_kinds
+        rows.append(tuple(row))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    last = len(widths) - 1 if with_kinds else -1  # the kind column is text: left-justified
     c = report.config
     out.write(
         f"\ngn-spec check {c.target.text}  api={c.api} dtype={c.dtype} device={c.device} "
@@ -298,7 +507,7 @@ def write_table(report: Report, out: TextIO) -> None:
     for i, r in enumerate(rows):
         out.write(
             "  ".join(
-                cell.ljust(w) if j == 0 else cell.rjust(w) if j > 1 else cell.ljust(w)
+                cell.ljust(w) if j in (0, 1, last) else cell.rjust(w)
                 for j, (cell, w) in enumerate(zip(r, widths, strict=True))
             ).rstrip()
             + "\n"
@@ -310,10 +519,42 @@ def write_table(report: Report, out: TextIO) -> None:
         "exact_i| / (u * s_i)\nworst (u*scale): that err_i, in units of u * s_i (SPEC.md, section 3)\n"
     )
     for p in report.failed:
-        out.write(f"\n=== {p.name} FAILED: {p.headline or p.summary}\n")
+        out.write(f"\n=== {p.name} FAILED ({p.kind}): {p.headline or p.summary}\n")
         out.write(failure_text(p).rstrip() + "\n")
+    for p in report.expected_failures:
+        by = p.expected_by
+        assert by is not None
+        out.write(f"\n=== {p.name} EXPECTED FAILURE ({p.kind}), declared by deviation {by.number}: ")
+        out.write(f"{by.reason}\n")
+        out.write(f"{p.message}\n" + (f"counterexample: {p.counterexample}\n" if p.counterexample else ""))
+    if report.deviations is not None:
+        _write_deviations(report, out)
     scope = f"{report.scope}; " if report.scope else ""
+    declared, verdict = "", report.verdict
+    if report.deviations is not None:
+        declared = f", {len(report.expected_failures)} expected failures, {report.excluded} inputs excluded"
+        if report.expected_failures or report.excluded:
+            verdict += " outside its declared deviations"
     out.write(
-        f"\nverdict: {c.target.text} {report.verdict} ({scope}{report.cases} cases, {len(report.properties)} "
-        f"properties, {len(report.failed)} failed, {report.seconds:.1f} s)\n"
+        f"\nverdict: {c.target.text} {verdict} ({scope}{report.cases} cases, {len(report.properties)} "
+        f"properties, {len(report.failed)} failed{declared}, {report.seconds:.1f} s)\n"
     )
+
+
+def _write_deviations(report: Report, out: TextIO) -> None:
+    """The declared deviations: each entry, what it covers and what became of it, then warnings and errors."""
+    assert report.deviations is not None
+    strict = "strict" if report.deviations.strict else "not strict"
+    out.write(f"\nknown deviations ({report.deviations.path}, {strict}):\n")
+    entries = report.deviation_entries()
+    if not entries:
+        out.write("  (the file declares none)\n")
+    for e, d in zip(entries, report.deviations.entries, strict=True):
+        out.write(f"  [{e['number']}] {e['status']}: {e['reason']}\n")
+        out.write(f"      {d.mode}; {d.describe()}; {e['excluded']} inputs excluded\n")
+        for name, r in e["results"].items():
+            out.write(f"      {name}: {r['status']} ({r['excluded']} excluded; {r['note']})\n")
+    for line in report.warnings:
+        out.write(f"warning: {line}\n")
+    for line in report.deviation_errors:
+        out.write(f"error: {line} (exit 1; --deviations-strict false makes this a warning)\n")

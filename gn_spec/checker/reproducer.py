@@ -282,18 +282,22 @@ def helpers(config: CheckConfig, body: str) -> str:
 
 def replay_command(config: CheckConfig, property_name: str | None = None) -> str:
     """The ``gn-spec check`` command line that repeats the run of ``config``: every CONFIG option of the
-    options table (so none that changes what is generated or how the target is called can be left out),
-    then ``--property NAME`` when given."""
+    options table (so none that changes what is generated or how the target is called can be left out)
+    that has a value (not None; an ``omit_at_default`` option only where it differs from its default), then
+    ``--property NAME`` when given."""
     words = ["gn-spec", "check", config.target.text]
     for option in options_in(CONFIG):
         if option.positional or option.name == "api" and config.target.kind == "builtin":
             continue  # a built-in target's API is its own
         value = getattr(config, option.name)
+        if value is None or option.omit_at_default and value == option.default:
+            continue
         if option.repeatable:
             for item in value:
                 words += [option.flag, str(item)]
         else:
-            words += [option.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            words += [option.flag, f"{value:g}" if isinstance(value, float) else shown]
     if property_name is not None:
         words += ["--property", property_name]
     return " ".join(shlex.quote(w) for w in words)

@@ -5,10 +5,17 @@ with ``hypothesis.target`` on the worst error ratio, and on the first failure st
 a minimal counterexample; the other properties still run.  Shrinking is rationed, counted in calls (not
 seconds, so that ``--seed`` reproduces the whole run): a crash or hang costs a worker restart each time, so
 such failures shrink only a few steps.  Nothing is written to the user's folder (no example database).
+
+With a deviations file (:mod:`gn_spec.checker.deviations`), a generated input in a declared region is
+counted and not judged (the property is not called on it) and Hypothesis goes on generating; a failure of a
+declared kind in a region is counted and excused; a property declared failing as a whole that fails is an
+expected failure.  After the property's run its regions are re-checked on a few of the inputs they excluded.
+Without one, nothing of this runs: the same seed gives the same cases and verdicts.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import random
 import time
@@ -25,6 +32,18 @@ from hypothesis.errors import HypothesisDeprecationWarning, HypothesisException
 
 from gn_spec.checker import reproducer
 from gn_spec.checker.builtins import BY_NAME
+from gn_spec.checker.deviations import (
+    RECHECK_EXAMPLES,
+    REPRODUCES,
+    STALE,
+    UNDECIDED,
+    UNMATCHED,
+    Deviation,
+    Deviations,
+    case_fields,
+    for_config,
+)
+from gn_spec.checker.failure_kinds import KINDS
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import (
@@ -34,7 +53,16 @@ from gn_spec.checker.property_framework import (
     default_cases,
     is_single_value_input,
 )
-from gn_spec.checker.report import FAILED, NOT_APPLICABLE, PASSED, PropertyResult, Report, format_ratio
+from gn_spec.checker.report import (
+    EXPECTED_FAILURE,
+    FAILED,
+    NOT_APPLICABLE,
+    PASSED,
+    DeviationOutcome,
+    PropertyResult,
+    Report,
+    format_ratio,
+)
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
 from gn_spec.formats import round_to
@@ -64,6 +92,14 @@ class _StopShrinking(BaseException):
 
 class _StopGenerating(BaseException):
     """The property's work budget is spent before any failure: it passed on the cases judged so far."""
+
+
+class _Reproduced(BaseException):
+    """The strict re-check of a deviation's region met a failure: the deviation still holds."""
+
+    def __init__(self, case: Case, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.case, self.outcome = case, outcome
 
 
 @dataclass
@@ -129,16 +165,28 @@ def property_seed(seed: int, name: str) -> int:
 
 
 def run_property(
-    spec: PropertySpec, probe: Probe, seed: int, progress: TextIO | None = None
+    spec: PropertySpec,
+    probe: Probe,
+    seed: int,
+    progress: TextIO | None = None,
+    deviations: Deviations | None = None,
 ) -> PropertyResult:
-    """Drive one property with Hypothesis and summarize it."""
+    """Drive one property with Hypothesis and summarize it (``deviations``: the declared ones, if any)."""
     config = probe.config
     start = time.perf_counter()
     reason = spec.applies(config)
     if reason is not None:
-        return PropertyResult(spec.name, spec.summary, NOT_APPLICABLE, message=reason)
+        return PropertyResult(
+            spec.name, spec.summary, NOT_APPLICABLE, message=reason, replay=replay_of(config, spec)
+        )
     budget = PROFILES[config.profile].budget
     tally = _Tally()
+    active = [] if deviations is None else deviations.for_property(spec.name, config)
+    regions = [d for d in active if d.cases is not None and d.kinds is None]  # not judged at all
+    narrowed = [d for d in active if d.cases is not None and d.kinds is not None]  # failures excused
+    counted = {d.number: 0 for d in active}  # inputs excluded (regions), failures excused (narrowed)
+    seen = {d.number: 0 for d in narrowed}  # region inputs the property was called on (narrowed)
+    kept: dict[int, list[Case]] = {d.number: [] for d in regions}  # for the strict re-check
 
     @hypothesis.settings(
         max_examples=max(1, round(budget.examples * spec.weight)),
@@ -154,6 +202,14 @@ def run_property(
     @hypothesis.seed(property_seed(seed, spec.name))
     @given(case=cases_for(spec, config), data=st.data())
     def check(case: Case, data: st.DataObject) -> None:
+        fields = case_fields(case, config.dtype) if regions or narrowed else {}
+        if regions:
+            hit = next((d for d in regions if d.covers(fields)), None)
+            if hit is not None:  # a declared region: counted, not judged; Hypothesis goes on generating
+                counted[hit.number] += 1
+                if len(kept[hit.number]) < RECHECK_EXAMPLES and case not in kept[hit.number]:
+                    kept[hit.number].append(case)
+                return
         elements = math.prod(case.shape) * max(spec.weight, 0.5)
         if tally.last is None:
             tally.work += elements
@@ -175,6 +231,19 @@ def run_property(
             tally.unexpressible += 1
             tally.first_unexpressible = tally.first_unexpressible or (case, outcome)
             return
+        if not outcome.ok and outcome.failure_kind not in KINDS:
+            raise CheckerBug(
+                f"property {spec.name} failed without a known failure kind ({outcome.failure_kind!r}; "
+                f"known: {', '.join(KINDS)}): {outcome.message}"
+            )
+        if narrowed:
+            inside = [d for d in narrowed if d.covers(fields)]
+            for d in inside:
+                seen[d.number] += 1
+            excused = next((d for d in inside if d.excuses(outcome.failure_kind)), None)
+            if not outcome.ok and excused is not None:  # a declared failure: counted, not a verdict
+                counted[excused.number] += 1
+                return
         tally.cases += 1
         if outcome.ratio is not None:
             if tally.worst is None or not outcome.ratio <= tally.worst:
@@ -229,7 +298,7 @@ def run_property(
         if tally.last is None:
             tally.last = tally.first_unexpressible
     if tally.last is None:
-        return PropertyResult(
+        result = PropertyResult(
             spec.name,
             spec.summary,
             PASSED,
@@ -240,7 +309,9 @@ def run_property(
             nonfinite_elements=tally.worst_nonfinite,
             seconds=seconds,
             checks=checked_by(spec, config),
+            replay=replay_of(config, spec),
         )
+        return _with_deviations(result, spec, probe, seed, active, counted, seen, kept, start)
     case, outcome = tally.last
     smaller = minimal_shape_pass(spec, probe, case, outcome)
     if smaller is not None:
@@ -261,7 +332,7 @@ def run_property(
     if tally.worst_case is not None and tally.worst is not None and tally.worst > shown:
         worst, worst_detail = tally.worst_case
         worst_case = f"{worst.describe(gradients=gradients)} dtype={config.dtype}\n{worst_detail}".rstrip()
-    return PropertyResult(
+    result = PropertyResult(
         spec.name,
         spec.summary,
         FAILED,
@@ -280,7 +351,10 @@ def run_property(
         worst_case=worst_case,
         counterexample_fields=counterexample_fields(case, config.dtype),
         headline=outcome.headline,
+        kind=outcome.failure_kind,
+        replay=replay_of(config, spec),
     )
+    return _with_deviations(result, spec, probe, seed, active, counted, seen, kept, start)
 
 
 #: Candidates the final minimal-shape pass tries at most (each one a call of the property).
@@ -375,20 +449,100 @@ def smaller_note(case: Case) -> str:
 
 
 def counterexample_fields(case: Case, dtype: str) -> dict[str, Any]:
-    """The counterexample's structure for the JSON report (PropertyResult.counterexample_fields)."""
-    return {
-        "shape": list(case.shape),
-        "num_groups": case.num_groups,
-        "group_size": case.group_size if case.valid else None,
-        "eps": case.eps,
-        "affine": case.affine,
-        "data": case.data,
-        "seed": case.seed,
-        "dtype": dtype,
-        "log10_offset": case.log10_offset,
-        "log10_scale": case.log10_scale,
-        "grad_offset": case.grad_offset,
-    }
+    """The counterexample's structure for the JSON report (PropertyResult.counterexample_fields): the
+    fields a deviations file's ``cases`` can name (:func:`gn_spec.checker.deviations.case_fields`)."""
+    return case_fields(case, dtype)
+
+
+def replay_of(config: CheckConfig, spec: PropertySpec) -> str:
+    """The command that runs this property again, as this run did."""
+    return reproducer.replay_command(config, spec.name)
+
+
+def _with_deviations(
+    result: PropertyResult,
+    spec: PropertySpec,
+    probe: Probe,
+    seed: int,
+    active: list[Deviation],
+    counted: dict[int, int],
+    seen: dict[int, int],
+    kept: dict[int, list[Case]],
+    start: float,
+) -> PropertyResult:
+    """``result`` with what became of each declared deviation that covers the property: counts, an expected
+    failure, and the strict re-check of each region (run here, right after the property's main run, so that
+    ``no_tampering``, which runs last, still watches its calls)."""
+    if not active:
+        return result
+    failed_kind = result.kind if result.failed else ""
+    for d in active:
+        n = counted[d.number]
+        if d.cases is None:  # the whole property is declared failing
+            if failed_kind and d.excuses(failed_kind):
+                status, note = REPRODUCES, f"failed as declared ({failed_kind})"
+                result.status = EXPECTED_FAILURE
+            elif failed_kind:
+                declared = ", ".join(d.kinds or ())
+                status, note = UNDECIDED, f"it failed otherwise ({failed_kind}, not {declared})"
+            else:
+                status, note = STALE, f"the property passed on {result.cases} inputs"
+        elif n == 0 and not seen.get(d.number):
+            status, note = UNMATCHED, "no generated input of this property lay in its region"
+        elif d.kinds is not None:  # failures of a kind excused in a region
+            if n:
+                status, note = REPRODUCES, f"{n} failures of the declared kind excused"
+            else:
+                status, note = STALE, f"{seen[d.number]} inputs in its region judged, none failed so"
+        else:
+            status, note = _recheck(spec, probe, seed, d, kept[d.number])
+        result.deviations.append(DeviationOutcome(d.number, d.reason, d.mode, n, status, note))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _recheck(spec: PropertySpec, probe: Probe, seed: int, d: Deviation, cases: list[Case]) -> tuple[str, str]:
+    """The strict re-check of a region: the property on (up to RECHECK_EXAMPLES of) the inputs of the region
+    that its main run excluded; it reproduces if one of them fails."""
+    judged = [0]
+
+    @hypothesis.settings(
+        max_examples=RECHECK_EXAMPLES,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=(Phase.generate,),
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+    @hypothesis.seed(property_seed(seed, f"{spec.name} deviation {d.number}"))
+    @given(case=st.sampled_from(cases), data=st.data())
+    def again(case: Case, data: st.DataObject) -> None:
+        try:
+            with np.errstate(all="ignore"):
+                outcome = spec.function(probe, case, data.draw)
+        except (HypothesisException, _Reproduced):
+            raise
+        except Exception as exc:
+            raise CheckerBug(f"property {spec.name} raised {exc!r} on {case.describe()}") from exc
+        if outcome.unexpressible:
+            return
+        judged[0] += 1
+        if not outcome.ok:
+            raise _Reproduced(case, outcome)
+
+    try:
+        again()
+    except _Reproduced as exc:
+        first = exc.outcome.message.splitlines()[0] if exc.outcome.message else "failed"
+        return REPRODUCES, f"re-checked: {exc.outcome.failure_kind}: {first} on {exc.case.describe()}"
+    except HypothesisException as exc:
+        return UNDECIDED, f"the re-check could not rebuild its inputs ({type(exc).__name__})"
+    if not judged[0]:
+        return UNDECIDED, "the re-check judged none of its inputs"
+    return STALE, f"re-checked on {judged[0]} of the inputs it excluded: none failed"
 
 
 _CALL_ONLY_REPRO = """
@@ -433,8 +587,9 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     seed = config.seed
     assert seed is not None
     specs = selected_properties(properties)
+    deviations = for_config(config)
     start = time.perf_counter()
-    report = Report(config)
+    report = Report(config, deviations=deviations, started=_now())
     # a cold numba cache (the first run after an install) is compiled in the background while the worker
     # starts; the worker of TARGET reference compiles it itself, during its import
     compiling = None if config.target.kind == "reference" else compile_cache.start(progress)
@@ -442,10 +597,11 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
         hello = worker.start()
         if compiling is not None:
             compiling.wait()
-        report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch")}
+        report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch", "adapter_notes")}
+        report.execution = execution_target(config, hello)
         probe = Probe(config, worker)
         for i, spec in enumerate(specs, 1):
-            result = run_property(spec, probe, seed, progress)
+            result = run_property(spec, probe, seed, progress, deviations)
             report.properties.append(result)
             if progress is not None:
                 _progress_line(progress, i, len(specs), result)
@@ -457,6 +613,72 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
 
 
 run_check.__signature__ = signature_with_options(run_check, [CONFIG, RUN])  # type: ignore[attr-defined]
+
+
+def _now() -> str:
+    """The time now, UTC, ISO 8601 to the second: when a report's run began."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def execution_target(config: CheckConfig, hello: dict[str, Any]) -> dict[str, Any]:
+    """What the target ran on, for the report: its framework and version, the device and its model where
+    known, the worker's Python and the platform.  Read without importing any framework here (a built-in
+    target's version from its distribution's metadata, torch's and numpy's from the worker's hello)."""
+    import platform
+    from importlib import metadata
+
+    from gn_spec import __version__
+
+    kind = config.target.kind
+    if kind == "builtin" and config.target.location != "torch":
+        framework = BY_NAME[config.target.location].framework
+        try:
+            version: str | None = metadata.version(framework)
+        except metadata.PackageNotFoundError:
+            version = None
+    elif kind == "reference":
+        framework, version = "gn-spec", __version__
+    elif config.api == "torch":
+        framework, version = "torch", hello.get("torch")
+    else:
+        framework, version = "numpy", hello.get("numpy")
+    return {
+        "framework": framework,
+        "framework_version": version,
+        "device": config.device,
+        "device_model": _device_model(config.device),
+        "python": hello.get("python"),
+        "platform": platform.platform(),
+    }
+
+
+def _device_model(device: str) -> str | None:
+    """The CPU's model name (from /proc/cpuinfo or the platform), or the first GPU's (nvidia-smi), where
+    known; None otherwise."""
+    import platform
+    import shutil
+    import subprocess
+
+    if device == "cuda":
+        smi = shutil.which("nvidia-smi")
+        if smi is None:
+            return None
+        try:
+            done = subprocess.run(
+                [smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        names = done.stdout.strip().splitlines()
+        return names[0].strip() if done.returncode == 0 and names else None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _progress_line(out: TextIO, i: int, n: int, r: PropertyResult) -> None:

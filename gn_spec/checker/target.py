@@ -50,6 +50,8 @@ class CheckConfig:
     profile: str
     seed: int | None
     timeout: float
+    deviations: str | None  # the deviations file's path (gn_spec.checker.deviations reads it)
+    deviations_strict: bool
 
 
 def _fields_match_the_table() -> None:
