@@ -75,7 +75,8 @@ def _openvino_precision(core: Any, dtype: str) -> tuple[dict[Any, Any], str]:
     probe = ops.parameter([1], wanted, name="x")
     compiled = core.compile_model(ov.Model([ops.relu(probe)], [probe], "probe"), "CPU", config)
     actual = compiled.get_property(hints.inference_precision)
-    note = f"OpenVINO CPU plugin: inference precision hint {wanted.get_type_name()} set"
+    version = ov.__version__.split("-")[0]
+    note = f"OpenVINO {version} CPU plugin: inference precision hint {wanted.get_type_name()} set"
     if str(actual) != str(wanted):
         note += f"; the plugin reports {actual.get_type_name()} as the precision it infers in"
     return config, note
@@ -171,7 +172,7 @@ class _OnnxAdapter(_Forward):
 
             self.ov_core = ov.Core()
             self.ov_config, note = _openvino_precision(self.ov_core, dtype)
-            self.notes.append(f"run by OpenVINO {ov.__version__}: its ONNX frontend (read_model), CPU plugin")
+            self.notes.append("run by OpenVINO: its ONNX frontend (Core.read_model), CPU plugin")
             self.notes.append(note)
         else:
             raise Unsupported(f"--target-option runtime={self.runtime}: no such runtime")
@@ -300,7 +301,7 @@ class OpenvinoAdapter(_Forward):
         self.core = ov.Core()
         self.ov_type = getattr(ov.Type, _OV_TYPES[dtype])
         self.config, note = _openvino_precision(self.core, dtype)
-        self.notes.append(f"OpenVINO {ov.__version__}: opset12.group_normalization per shape, CPU plugin")
+        self.notes.append("OpenVINO opset12.group_normalization, a model per shape, CPU plugin")
         self.notes.append(note)
         self.notes.append(_ONES_ZEROS)
 
