@@ -319,7 +319,7 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     report = Report(config)
     with WorkerProcess(config) as worker:
         hello = worker.start()
-        report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch")}
+        report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch", "adapter_notes")}
         probe = Probe(config, worker)
         for i, spec in enumerate(specs, 1):
             result = run_property(spec, probe, seed, progress)
