@@ -90,3 +90,70 @@ def test_opset18_scale_is_per_group(runner) -> None:
     assert np.allclose(per_group[0, 2:], 2 * per_group[0, :2])
     with pytest.raises(Exception):  # noqa: B017 - the two runners raise unrelated types
         runner(model, {"x": x, "s": np.arange(1, 5, dtype=np.float32), "b": np.zeros(4, np.float32)})
+
+
+@pytest.mark.parametrize("runner", [_ort, _reference], ids=["onnxruntime", "onnx.reference"])
+def test_opset18_float64_one_pass_variance(runner) -> None:
+    """Opset 18 computes the same unclamped E[x^2] - E[x]^2 in the input type: at float64 too.
+
+    x = [[1e9, 1e9, 1e9 + 1]] float64, G = 1, eps = float32(1e-5): measured [nan, nan, nan] on both runners
+    (exact [-0.707091, -0.707091, 1.414182]; |mean|/std 2.1e9). x = [[1e8, 1e8 + 1]]: measured
+    [-158.1139, 158.1139] (the variance cancelled to 0, leaving 0.5 / sqrt(eps)) where exact is
+    [-0.99998, 0.99998]. gn-spec check onnx.GroupNormalization-18 --dtype float64 finds both kinds.
+    """
+    eps = float(np.float32(1e-5))
+    model = _model(18, TensorProto.DOUBLE, 1, eps)
+    feeds = {"s": np.ones(1), "b": np.zeros(1)}
+    x = np.array([[1e9, 1e9, 1e9 + 1]])
+    got = runner(model, {"x": x, **feeds})
+    exact = exact_gn_rows(x.tolist(), 1, eps)
+    assert np.isnan(got).all()
+    assert np.allclose([float(v) for v in exact[0]], [-0.7070909, -0.7070909, 1.4141817], rtol=1e-6)
+    x = np.array([[1e8, 1e8 + 1]])
+    got = runner(model, {"x": x, **feeds})
+    exact = exact_gn_rows(x.tolist(), 1, eps)
+    assert abs(float(exact[0][1]) - 0.99998) < 1e-5
+    assert np.allclose(got, [[-158.1139, 158.1139]], rtol=1e-6)
+    assert worst_relative_error(got.tolist(), exact) > 100
+
+
+@pytest.mark.parametrize("runner", [_ort, _reference], ids=["onnxruntime", "onnx.reference"])
+def test_opset18_float32_two_values_nan(runner) -> None:
+    """The float32 case of test_opset21_float32_two_values_nan on opset 18 (statistics in float32 as well):
+    measured [nan, nan]; exact [-0.999878, 0.999878]."""
+    x = np.array([[744.33251953125, 744.7369995117188]], np.float32)
+    feeds = {"x": x, "s": np.ones(1, np.float32), "b": np.zeros(1, np.float32)}
+    got = runner(_model(18, TensorProto.FLOAT, 1), feeds).astype(np.float64)
+    exact = exact_gn_rows(x.astype(np.float64).tolist(), 1, 1e-5)
+    assert np.isnan(got).all()
+    assert abs(float(exact[0][0]) + 0.999878) < 1e-6
+
+
+def test_opset18_float16_reference_squares_overflow() -> None:
+    """onnx.reference runs opset 18's body in float16: X*X overflows float16 (max 65504) once |x| >= 256.
+
+    x = [[300, 301]] float16, G = 1: measured [nan, nan] (inf - inf), exact [-0.99998, 0.99998]; onnxruntime
+    returns [-1, 1] here. gn-spec check onnx.GroupNormalization-18 --target-option runtime=reference --dtype
+    float16 fails single_value_groups and forward_agreement with such NaNs (and with 0 where x*x is inf but
+    the squared mean is not).
+    """
+    x = np.array([[300, 301]], np.float16)
+    feeds = {"x": x, "s": np.ones(1, np.float16), "b": np.zeros(1, np.float16)}
+    model = _model(18, TensorProto.FLOAT16, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        got = _reference(model, feeds)
+    exact = exact_gn_rows(x.astype(np.float64).tolist(), 1, 1e-5)
+    assert np.isnan(got).all()
+    assert abs(float(exact[0][1]) - 0.99998) < 1e-5
+    assert np.allclose(_ort(model, feeds).astype(np.float64), [[-1, 1]], atol=1e-3)
+
+
+def test_opset18_float16_onnxruntime_nan_where_finite() -> None:
+    """X15 of test_opset21_float16_nan_where_finite on opset 18, float16, G = 3, onnxruntime: group 3 is all
+    NaN again (exact [-2, 0.5, 0.5, 0.5, 0.5])."""
+    x = np.array([X15], np.float16)
+    feeds = {"x": x, "s": np.ones(3, np.float16), "b": np.zeros(3, np.float16)}
+    got = _ort(_model(18, TensorProto.FLOAT16, 3), feeds).astype(np.float64)
+    exact = exact_gn_rows(x.astype(np.float64).tolist(), 3, 1e-5)
+    assert np.isnan(got[0, 10:]).all()
+    assert all(math.isfinite(v) for v in exact[0])
