@@ -215,7 +215,7 @@ class _OnnxAdapter(_Forward):
             )
             return lambda feeds: session.run(None, feeds)[0]
         if self.runtime == "reference":
-            evaluator = self.evaluator(model)
+            evaluator: Any = self.evaluator(model)
             return lambda feeds: evaluator.run(None, feeds)[0]
         compiled = self.ov_core.compile_model(
             self.ov_core.read_model(model.SerializeToString()), "CPU", self.ov_config
