@@ -174,3 +174,26 @@ def test_opset21_constant_group_nan(runner) -> None:
     exact = exact_gn_rows(x.reshape(1, 5).astype(np.float64).tolist(), 1, float(np.float32(1e-10)))
     assert all(v == 0 for v in exact[0])
     assert np.isnan(got).all()
+
+
+@pytest.mark.parametrize("runner", [_ort, _reference], ids=["onnxruntime", "onnx.reference"])
+def test_opset21_stash_float64_constant_group_nan(runner) -> None:
+    """stash_type = 11 (statistics in float64) does not save the one-pass variance: for a constant group of
+    large float32 values, E[x^2] - E[x]^2 rounds (at float64, relative 2**-53 of x^2 = 5.9e11) to a negative
+    number well below -eps.
+
+    x = 767343.5625 (float32) 147 times, shape (1, 3, 7, 7), G = 1, eps = 1e-5 (as float32), stash_type 11:
+    measured all NaN on both runners; exact: every output 0 (x - mean = 0). gn-spec check
+    onnx.GroupNormalization-21 --target-option stash_type=11 fails constant_groups_give_bias on this case.
+    """
+    x = np.full((1, 3, 7, 7), 767343.5625, np.float32)
+    eps = float(np.float32(1e-5))
+    attrs = {"num_groups": 1, "epsilon": eps, "stash_type": 11}
+    node = oh.make_node("GroupNormalization", ["x", "s", "b"], ["y"], **attrs)
+    ins = [oh.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "xsb"]
+    graph = oh.make_graph([node], "gn", ins, [oh.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 21)], ir_version=10)
+    got = runner(model, {"x": x, "s": np.ones(3, np.float32), "b": np.zeros(3, np.float32)})
+    exact = exact_gn_rows(x.reshape(1, -1).astype(np.float64).tolist(), 1, eps)
+    assert all(v == 0 for v in exact[0])
+    assert np.isnan(got).all()
