@@ -214,3 +214,13 @@ def test_end_to_end_quick(  # type: ignore[no-untyped-def]
     assert report["environment"]["adapter_notes"], "the adapter's notes reach the report"
     for option in options:
         assert option in report["target_options"]
+
+
+def test_openvino_float64_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OpenVINO's CPU plugin has no f64 inference precision: asking for it is refused before any run."""
+    _needs("onnx", "openvino")
+    command = [sys.executable, "-m", "gn_spec.cli", "check", "onnx.GroupNormalization-21", "--target-option",
+               "runtime=openvino", "--dtype", "float64"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert "runtime=openvino does not support --dtype float64; its dtypes: float16, float32" in done.stderr
