@@ -117,6 +117,8 @@ def test_options_are_typed_spelled_out_and_replayed() -> None:
         profile="quick",
         seed=3,
         timeout=10.0,
+        deviations=None,
+        deviations_strict=True,
     )
     command = replay_command(config)
     assert "--target-option use_fast_variance=false" in command
@@ -147,6 +149,8 @@ def test_cases_hold_the_eps_a_float32_attribute_can_store() -> None:
         profile="quick",
         seed=0,
         timeout=10.0,
+        deviations=None,
+        deviations_strict=True,
     )
     (spec,) = selected_properties(["forward_agreement"])
     seen = []

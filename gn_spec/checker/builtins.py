@@ -234,10 +234,20 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         dtypes=("float16", "float32", "float64"),
         layout="(N, C, *spatial)",
         options=(
-            TargetOption("runtime", str, "onnxruntime", "what runs the model", choices=_ONNX_RUNTIMES),
+            TargetOption(
+                "runtime",
+                str,
+                "onnxruntime",
+                "what runs the model: onnxruntime (CPUExecutionProvider), reference (onnx.reference), "
+                "openvino (its ONNX frontend on the CPU plugin)",
+                choices=_ONNX_RUNTIMES,
+            ),
         ),
         no_gradients=_ONNX_GRADIENTS,
         eps_format="float32",
+        option_requires={"runtime": {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}},
+        # the OpenVINO CPU plugin infers in f32, bf16 or f16; it documents running f64 models in f32
+        option_dtypes={"runtime": {"openvino": ("float16", "float32")}},
     ),
     BuiltinTarget(
         "onnx.GroupNormalization-21",
@@ -249,11 +259,21 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         dtypes=("float16", "float32", "float64"),
         layout="(N, C, *spatial)",
         options=(
-            TargetOption("runtime", str, "onnxruntime", "what runs the model", choices=_ONNX_RUNTIMES),
+            TargetOption(
+                "runtime",
+                str,
+                "onnxruntime",
+                "what runs the model: onnxruntime (CPUExecutionProvider), reference (onnx.reference), "
+                "openvino (its ONNX frontend on the CPU plugin)",
+                choices=_ONNX_RUNTIMES,
+            ),
             TargetOption("stash_type", int, 1, "the precision of the statistics: 1 float32, 11 float64"),
         ),
         no_gradients=_ONNX_GRADIENTS,
         eps_format="float32",
+        option_requires={"runtime": {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}},
+        # the OpenVINO CPU plugin infers in f32, bf16 or f16; it documents running f64 models in f32
+        option_dtypes={"runtime": {"openvino": ("float16", "float32")}},
     ),
     BuiltinTarget(
         "openvino.GroupNormalization-12",
@@ -262,7 +282,7 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         requires=("openvino",),
         adapter="onnx_targets:OpenvinoAdapter",
         orders=("forward",),
-        dtypes=("float16", "float32"),
+        dtypes=("float16", "float32"),  # its CPU plugin has no f64 inference precision
         layout="(N, C, *spatial)",
         no_gradients="OpenVINO runs models; it does not differentiate them",
         eps_format=None,

@@ -13,8 +13,10 @@ import os
 
 import pytest
 
-#: The modules the findings need (the extras test, jax, keras and onnx of pyproject.toml).
-REQUIRED = ("jax", "flax.linen", "flax.nnx", "keras", "torch", "onnx", "onnxruntime", "onnx.reference")
+#: The modules the findings need (the extras test, jax, keras, onnx and openvino of pyproject.toml).
+REQUIRED = (
+    "jax", "flax.linen", "flax.nnx", "keras", "torch", "onnx", "onnxruntime", "onnx.reference", "openvino"
+)
 
 REQUIRE = os.environ.get("GN_SPEC_REQUIRE_FRAMEWORKS") == "1"
 
@@ -25,7 +27,7 @@ if REQUIRE:
         except ImportError as exc:  # pragma: no cover - a broken frameworks env
             raise pytest.UsageError(
                 f"GN_SPEC_REQUIRE_FRAMEWORKS=1 but {_name} does not import ({exc}); "
-                "install with pip install '.[test,jax,keras,onnx]' -c constraints.txt"
+                "install with pip install '.[test,jax,keras,onnx,openvino]' -c constraints.txt"
             ) from exc
 
 
