@@ -25,6 +25,9 @@ from typing import Any
 from gn_spec.checker.dtypes import DTYPE_NAMES
 from gn_spec.profiles import PROFILE_NAMES, PROFILES
 
+#: The summation classes (gn_spec.error_model.SUMMATIONS, spelled here: the plugin imports this module).
+SUMMATIONS = ("log-depth", "sequential")
+
 #: A field of CheckConfig: in the CLI, the pytest plugin, ``run_check`` and ``make_config``.
 CONFIG = "config"
 #: How ``run_check`` runs, not what a property sees: in the CLI and ``run_check`` (e.g. ``--property``).
@@ -242,6 +245,13 @@ OPTIONS: tuple[Option, ...] = (
         normalize=_seconds,
         expected="a positive finite number of seconds, e.g. 10 or 0.5",
         metavar="SECONDS",
+    ),
+    Option(
+        "summation",
+        "the summation class the verdict requires (SPEC.md 3.3): log-depth, or sequential for a target that "
+        "sums left to right; reports name the class a failing agreement property meets either way",
+        default="log-depth",
+        choices=SUMMATIONS,
     ),
     Option(
         "deviations",

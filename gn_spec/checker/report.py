@@ -74,7 +74,11 @@ class PropertyResult:
     false.  Empty otherwise.  ``kind``: for a failure (or an expected one), what kind of failure it is (one of
     :data:`gn_spec.checker.failure_kinds.KINDS`); empty otherwise.  ``deviations``: what became of each
     declared deviation that covers the property (:class:`DeviationOutcome`); ``replay``: the command that
-    runs the property again as this run did.
+    runs the property again as this run did.  ``accuracy_class``: for the agreement properties, the
+    summation class (SPEC.md 3.3) the target meets: "within the log-depth bound" (passed), "within the
+    sequential-summation bound only" or "outside both" (a failure's counterexample and worst case, judged
+    again with the sequential class's bounds); empty for other properties and for failures that are not wrong
+    values.
     """
 
     name: str
@@ -98,6 +102,7 @@ class PropertyResult:
     kind: str = ""
     deviations: list[DeviationOutcome] = field(default_factory=list)
     replay: str = ""
+    accuracy_class: str = ""
 
     @property
     def failed(self) -> bool:
@@ -311,6 +316,7 @@ class Report:
             "device": c.device,
             "memory_format": c.memory_format,
             "profile": c.profile,
+            "summation": c.summation,
             "seed": c.seed,
             "verdict": self.verdict,
             "checked": self.checked,
@@ -464,6 +470,8 @@ def format_ratio(r: float | None, kind: str = "") -> str:
 def failure_text(p: PropertyResult) -> str:
     """The body of a failure: reason, counterexample, worst element and reproducer."""
     parts = [p.message]
+    if p.accuracy_class:
+        parts.append(f"accuracy class: {p.accuracy_class} (SPEC.md 3.3)")
     if p.counterexample:
         parts.append(f"counterexample: {p.counterexample}")
     if p.detail:

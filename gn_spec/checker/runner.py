@@ -65,6 +65,7 @@ from gn_spec.checker.report import (
 )
 from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
+from gn_spec.error_model import summation_class
 from gn_spec.formats import round_to
 from gn_spec.profiles import PROFILES
 from gn_spec.reference import compile_cache
@@ -171,7 +172,19 @@ def run_property(
     progress: TextIO | None = None,
     deviations: Deviations | None = None,
 ) -> PropertyResult:
-    """Drive one property with Hypothesis and summarize it (``deviations``: the declared ones, if any)."""
+    """Drive one property with Hypothesis and summarize it (``deviations``: the declared ones, if any),
+    judged with the bounds of the run's summation class (``--summation``)."""
+    with summation_class(probe.config.summation):
+        return _run_property(spec, probe, seed, progress, deviations)
+
+
+def _run_property(
+    spec: PropertySpec,
+    probe: Probe,
+    seed: int,
+    progress: TextIO | None,
+    deviations: Deviations | None,
+) -> PropertyResult:
     config = probe.config
     start = time.perf_counter()
     reason = spec.applies(config)
@@ -310,6 +323,7 @@ def run_property(
             seconds=seconds,
             checks=checked_by(spec, config),
             replay=replay_of(config, spec),
+            accuracy_class=_passed_class(spec, config),
         )
         return _with_deviations(result, spec, probe, seed, active, counted, seen, kept, start)
     case, outcome = tally.last
@@ -353,8 +367,57 @@ def run_property(
         headline=outcome.headline,
         kind=outcome.failure_kind,
         replay=replay_of(config, spec),
+        accuracy_class=accuracy_class(spec, probe, case, outcome, tally.worst_case, tally.worst_nonfinite),
     )
     return _with_deviations(result, spec, probe, seed, active, counted, seen, kept, start)
+
+
+#: The accuracy classes a report gives an agreement property (SPEC.md 3.3).
+WITHIN_LOG_DEPTH = "within the log-depth bound"
+WITHIN_SEQUENTIAL = "within the sequential-summation bound"
+SEQUENTIAL_ONLY = "within the sequential-summation bound only"
+OUTSIDE_BOTH = "outside both"
+
+
+def _is_agreement(spec: PropertySpec) -> bool:
+    """The properties that judge values against the reference on every valid input (the classes' domain)."""
+    return spec.module.endswith(".agreement") and spec.cases is default_cases
+
+
+def _passed_class(spec: PropertySpec, config: CheckConfig) -> str:
+    if not _is_agreement(spec):
+        return ""
+    return WITHIN_SEQUENTIAL if config.summation == "sequential" else WITHIN_LOG_DEPTH
+
+
+def accuracy_class(
+    spec: PropertySpec,
+    probe: Probe,
+    case: Case,
+    outcome: Outcome,
+    worst: tuple[Case, str] | None,
+    worst_nonfinite: int,
+) -> str:
+    """Which summation class a failing agreement property's counterexample and worst case meet (empty for
+    other properties and for failures that are not wrong values): each is judged again with the sequential
+    class's bounds.  A non-finite output where the exact value is finite is outside both."""
+    if not _is_agreement(spec) or outcome.headline or outcome.ratio is None:
+        return ""
+    if outcome.nonfinite or worst_nonfinite or probe.config.summation == "sequential":
+        return OUTSIDE_BOTH  # under --summation sequential the failure is already beyond that class
+    cases = [case] + ([worst[0]] if worst is not None and worst[0] != case else [])
+    for c in cases:
+        try:
+            with summation_class("sequential"), np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+                again = spec.function(probe, c, _minimal_draw)
+        except ValueError:
+            return ""  # a group beyond the sequential class's derivation: not assessed
+        except Exception:  # noqa: BLE001 - e.g. an assume() outside Hypothesis: the case cannot be rejudged
+            return ""
+        if not again.ok:
+            return OUTSIDE_BOTH
+    return SEQUENTIAL_ONLY
 
 
 #: Candidates the final minimal-shape pass tries at most (each one a call of the property).

@@ -50,6 +50,7 @@ class CheckConfig:
     profile: str
     seed: int | None
     timeout: float
+    summation: str  # the summation class the verdict requires: "log-depth" or "sequential"
     deviations: str | None  # the deviations file's path (gn_spec.checker.deviations reads it)
     deviations_strict: bool
 
