@@ -117,6 +117,7 @@ def test_options_are_typed_spelled_out_and_replayed() -> None:
         profile="quick",
         seed=3,
         timeout=10.0,
+        summation="log-depth",
         deviations=None,
         deviations_strict=True,
     )
@@ -149,6 +150,7 @@ def test_cases_hold_the_eps_a_float32_attribute_can_store() -> None:
         profile="quick",
         seed=0,
         timeout=10.0,
+        summation="log-depth",
         deviations=None,
         deviations_strict=True,
     )
