@@ -80,7 +80,8 @@ class BuiltinTarget:
     distributions an option's value needs besides ``requires`` (``{"backend": {"torch": ("torch",)}}``);
     ``option_dtypes``: where an option's value supports fewer dtypes than ``dtypes``
     (``{"runtime": {"openvino": ("float32",)}}``); ``compile_grace``: seconds added to the per-call timeout
-    of the first call of each kind (operation, rank, which of weight/bias/cotangents are given), for a
+    of the first call of each kind (operation, rank and which sizes are 0 or 1, which of
+    weight/bias/cotangents are given), for a
     target that compiles a graph per kind (torch.compile): compiling is not hanging.
     """
 

@@ -265,8 +265,8 @@ class Report:
             )
         if builtin.compile_grace:
             lines.append(
-                f"timeout: the first call of each kind (operation, rank, inputs given) may take "
-                f"{builtin.compile_grace:g} s more than --timeout: it compiles"
+                f"timeout: the first call of each kind (operation, rank, sizes of 0 or 1, inputs given) may "
+                f"take {builtin.compile_grace:g} s more than --timeout: it compiles"
             )
         lines += list(self.environment.get("adapter_notes") or [])
         return lines

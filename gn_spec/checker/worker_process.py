@@ -310,8 +310,11 @@ class WorkerProcess:
         :attr:`gn_spec.checker.builtins.BuiltinTarget.compile_grace`); 0 otherwise."""
         if self.compile_grace == 0:
             return 0.0
-        rank = request.arrays["x"].ndim if "x" in request.arrays else -1
-        kind = (request.op, rank, *sorted(request.arrays))
+        # torch.compile specializes dimensions of size 0 and 1 even with dynamic shapes: a kind is the rank
+        # with each size read as 0, 1 or "more", and which arrays are given
+        x = request.arrays.get("x")
+        sizes = tuple(min(s, 2) for s in x.shape) if x is not None else ()
+        kind = (request.op, sizes, *sorted(request.arrays))
         if kind in self.compiled_kinds:
             return 0.0
         self.compiled_kinds.add(kind)
