@@ -14,7 +14,9 @@ import os
 import pytest
 
 #: The modules the findings need (the extras test, jax, keras and onnx of pyproject.toml).
-REQUIRED = ("jax", "flax.linen", "flax.nnx", "keras", "torch", "onnx", "onnxruntime", "onnx.reference")
+REQUIRED = (
+    "jax", "flax.linen", "flax.nnx", "equinox", "keras", "torch", "onnx", "onnxruntime", "onnx.reference"
+)
 
 REQUIRE = os.environ.get("GN_SPEC_REQUIRE_FRAMEWORKS") == "1"
 

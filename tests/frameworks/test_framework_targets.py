@@ -111,7 +111,7 @@ def test_keras_tensorflow_backend_is_a_usage_error(tmp_path: Any) -> None:
     if importlib.util.find_spec("tensorflow") is not None:
         pytest.skip("tensorflow is installed here")
     done = subprocess.run(
-        ["gn-spec", "check", KERAS, "--target-option", "backend=tensorflow"],
+        [sys.executable, "-m", "gn_spec.cli", "check", KERAS, "--target-option", "backend=tensorflow"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
     )
     assert done.returncode == 2, done.stderr
@@ -136,7 +136,8 @@ def test_check_quick_end_to_end(
     _need(needs)
     out = tmp_path / "out.json"
     done = subprocess.run(
-        ["gn-spec", "check", target, *extra, "--profile", "quick", "--seed", "0", "--quiet", "--json", out],
+        [sys.executable, "-m", "gn_spec.cli", "check", target, *extra, "--profile", "quick", "--seed", "0",
+         "--quiet", "--json", out],
         capture_output=True, text=True, cwd=tmp_path, timeout=900, check=False,
     )
     assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
