@@ -224,6 +224,9 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
                 choices=_KERAS_BACKENDS,
             ),
         ),
+        option_requires={
+            "backend": {"jax": ("jax",), "torch": ("torch",), "tensorflow": ("tensorflow",), "numpy": ()}
+        },
     ),
     BuiltinTarget(
         "onnx.GroupNormalization-18",

@@ -15,7 +15,8 @@ import pytest
 
 #: The modules the findings need (the extras test, jax, keras, onnx and openvino of pyproject.toml).
 REQUIRED = (
-    "jax", "flax.linen", "flax.nnx", "keras", "torch", "onnx", "onnxruntime", "onnx.reference", "openvino"
+    "jax", "flax.linen", "flax.nnx", "equinox", "keras", "torch", "onnx", "onnxruntime", "onnx.reference",
+    "openvino",
 )
 
 REQUIRE = os.environ.get("GN_SPEC_REQUIRE_FRAMEWORKS") == "1"

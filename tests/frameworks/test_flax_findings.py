@@ -53,3 +53,55 @@ def test_nnx_float16_offset_data() -> None:
         got = np.asarray(module(jnp.asarray(x)), dtype=np.float64).tolist()
         assert worst_relative_error(got, exact) > 100, kwargs
         assert got[0][2] < -600, kwargs
+
+
+def _exact_double_grad_x(xs: list[float], dy: list[float], ggi: list[float], eps: float) -> list[float]:
+    """d/dx_j of sum_i ggi_i * dL/dx_i for one group with no affine, where dL/dx = (dy - mean(dy) - xhat *
+    mean(dy * xhat)) / sqrt(var + eps): the first-order gradient in mpmath at 60 digits, differentiated by
+    mpmath.diff (its step is chosen for that precision)."""
+    mpmath = pytest.importorskip("mpmath")
+    mp = mpmath.mp
+    mp.dps = 60
+    n = len(xs)
+    dyv, gv = [mp.mpf(v) for v in dy], [mp.mpf(v) for v in ggi]
+
+    def contracted(*x: object) -> object:
+        mean = mp.fsum(x) / n
+        var = mp.fsum((v - mean) ** 2 for v in x) / n
+        sigma = mp.sqrt(var + mp.mpf(eps))
+        xhat = [(v - mean) / sigma for v in x]
+        mdy = mp.fsum(dyv) / n
+        mdyx = mp.fsum(a * b for a, b in zip(dyv, xhat, strict=True)) / n
+        return mp.fsum(g * (d - mdy - h * mdyx) / sigma for g, d, h in zip(gv, dyv, xhat, strict=True))
+
+    point = [mp.mpf(float(v)) for v in xs]
+    return [float(mpmath.diff(contracted, point, tuple(int(i == j) for i in range(n)))) for j in range(n)]
+
+
+def test_linen_float32_second_order_underflows_on_large_data() -> None:
+    """x = [[3e10, -1e11, 2e5]] float32 (rounded), G = 1, eps = 1e-5, no affine, use_fast_variance=False;
+    dy = [0.5, 1, -1], cotangent of grad_input [1, -0.5, 0.25]; the second order as jax.vjp of the jax.vjp.
+
+    Measured (flax 0.12.8, jax 0.10.2): [2.6e-24, -2.06e-22, 2.03e-22]; exact: [-1.57e-22, 2.42e-23,
+    1.33e-22]. Wrong in sign and in every digit, though the result (~1e-22) is far inside float32's range
+    (float64 gets it right); likely an intermediate underflow: the variance is ~3e21, and the chain that
+    autodiff builds through rsqrt has terms like var**(-5/2) ~ 1e-54, below float32's smallest subnormal.
+    The checker's counterexample: shape (1, 3), data
+    +-10**U(-3, 3) scaled by 1e8 (second_order_agreement, double_grad_input 2.35e5 u*scale, bound 24).
+    """
+    x = np.array([[3.0e10, -1.0e11, 2.0e5]], np.float32)
+    dy = np.array([[0.5, 1.0, -1.0]], np.float32)
+    ggi = np.array([[1.0, -0.5, 0.25]], np.float32)
+    module = linen.GroupNorm(
+        num_groups=1, epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False
+    )
+
+    def first(dy: object, x: object) -> object:
+        return jax.vjp(lambda v: module.apply({"params": {}}, v), x)[1](dy)[0]
+
+    _, vjp2 = jax.vjp(first, jnp.asarray(dy), jnp.asarray(x))
+    got = np.asarray(vjp2(jnp.asarray(ggi))[1], np.float64)[0]
+    exact = _exact_double_grad_x(x[0].tolist(), dy[0].tolist(), ggi[0].tolist(), 1e-5)
+    scale = max(abs(v) for v in exact)
+    assert scale > 1e-23  # the exact result is a normal float32 number
+    assert max(abs(g - e) for g, e in zip(got, exact, strict=True)) > 0.5 * scale
