@@ -46,9 +46,10 @@ def _builtin_order(config: CheckConfig, order: str) -> str | None:
     from gn_spec.checker.builtins import BY_NAME
 
     target = BY_NAME[config.target.location]
-    if order in target.orders:
+    orders, why = target.orders_with(config.target_options)
+    if order in orders:
         return None
-    return f"{target.name} has no {order}: {target.no_gradients}"
+    return f"{target.name} has no {order}: {why}"
 
 
 _FORWARD_REPRO = """

@@ -79,7 +79,9 @@ class BuiltinTarget:
     to what the target can hold; ``needs_compiler``: it compiles C++ on the CPU; ``option_requires``: the
     distributions an option's value needs besides ``requires`` (``{"backend": {"torch": ("torch",)}}``);
     ``option_dtypes``: where an option's value supports fewer dtypes than ``dtypes``
-    (``{"runtime": {"openvino": ("float32",)}}``); ``compile_grace``: seconds added to the per-call timeout
+    (``{"runtime": {"openvino": ("float32",)}}``); ``option_orders``: where an option's value supports
+    fewer orders, those orders and why (``{"backend": {"numpy": (("forward",), "no autodiff")}}``);
+    ``compile_grace``: seconds added to the per-call timeout
     of the first call of each kind (operation, rank and which sizes are 0 or 1, which of
     weight/bias/cotangents are given), for a
     target that compiles a graph per kind (torch.compile): compiling is not hanging.
@@ -102,6 +104,7 @@ class BuiltinTarget:
     compile_grace: float = 0.0
     option_requires: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     option_dtypes: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    option_orders: Mapping[str, Mapping[str, tuple[tuple[str, ...], str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert set(self.orders) <= set(ORDERS) and "forward" in self.orders, self.orders
@@ -111,6 +114,15 @@ class BuiltinTarget:
     @property
     def framework(self) -> str:
         return self.requires[0]
+
+    def orders_with(self, resolved: Sequence[str]) -> tuple[tuple[str, ...], str]:
+        """What the target supports with its options ``resolved`` (KEY=VALUE texts), and why no more."""
+        for text in resolved:
+            key, _, value = text.partition("=")
+            narrowed = self.option_orders.get(key, {}).get(value)
+            if narrowed is not None:
+                return narrowed
+        return self.orders, self.no_gradients
 
     def option(self, name: str) -> TargetOption:
         for o in self.options:
@@ -226,6 +238,9 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         ),
         option_requires={
             "backend": {"jax": ("jax",), "torch": ("torch",), "tensorflow": ("tensorflow",), "numpy": ()}
+        },
+        option_orders={
+            "backend": {"numpy": (("forward",), "Keras' numpy backend has no automatic differentiation")}
         },
     ),
     BuiltinTarget(
@@ -419,7 +434,11 @@ def listing() -> list[dict[str, str]]:
             {
                 "name": t.name,
                 "framework": installed,
-                "supports": ", ".join(t.orders),
+                "supports": ", ".join(t.orders) + "".join(
+                    f" ({key}={value}: {', '.join(orders)} only)"
+                    for key, by_value in t.option_orders.items()
+                    for value, (orders, _) in by_value.items()
+                ),
                 "dtypes": ", ".join(t.dtypes),
                 "layout": t.layout,
                 "options": " ".join("--target-option " + o.shown() for o in t.options) or "-",

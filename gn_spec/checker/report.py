@@ -236,8 +236,10 @@ class Report:
         missing = [c for c in ALL_CHECKS if c not in checked]
         api = self.config.api
         builtin = self.builtin
-        if builtin is not None and builtin.orders == ("forward",):
-            return f"{what}: {builtin.no_gradients}"
+        if builtin is not None:
+            orders, why = builtin.orders_with(self.config.target_options)
+            if orders == ("forward",):
+                return f"{what}: {why}"
         if api == "numpy" and "backward" in missing:
             return f"{what}: this API has no gradients"
         if api == "cs231n" and missing == ["second order"]:
