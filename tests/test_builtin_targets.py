@@ -228,3 +228,35 @@ def test_the_reproducer_of_a_builtin_torch_target_reproduces(tmp_path: Path) -> 
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Expected more than 1 value per channel" in run.stdout + run.stderr
     assert "gn-spec check torch.nn.GroupNorm --dtype float32" in prop["reproducer"]
+
+
+def test_an_option_can_narrow_what_a_target_supports() -> None:
+    """Keras' numpy backend has no autodiff: with backend=numpy the gradient properties do not apply and the
+    verdict says forward only; with backend=jax they do."""
+    from gn_spec.properties.agreement import has_backward, has_second_order
+
+    def config(backend: str) -> CheckConfig:
+        return CheckConfig(
+            target=TargetSpec(KERAS, "builtin", KERAS),
+            api="framework",
+            target_options=(f"backend={backend}",),
+            dtype="float32",
+            device="cpu",
+            memory_format="contiguous",
+            profile="quick",
+            seed=0,
+            timeout=10.0,
+            summation="log-depth",
+            deviations=None,
+            deviations_strict=True,
+        )
+
+    numpy_backend, jax_backend = config("numpy"), config("jax")
+    reason = has_backward(numpy_backend)
+    assert reason == f"{KERAS} has no backward: Keras' numpy backend has no automatic differentiation"
+    assert has_second_order(numpy_backend) is not None
+    assert has_backward(jax_backend) is None and has_second_order(jax_backend) is None
+    assert BY_NAME[KERAS].orders_with(numpy_backend.target_options)[0] == ("forward",)
+
+
+KERAS = "keras.layers.GroupNormalization"
