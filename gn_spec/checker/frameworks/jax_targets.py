@@ -114,7 +114,7 @@ class JaxAdapter:
         return {"y": self._back(y)}
 
     def _backward_fn(self, x: Any, weight: Any, bias: Any, dy: Any, num_groups: int, eps: float) -> Any:
-        y, vjp = self.jax.vjp(lambda *a: self.apply(*a, num_groups, eps), x, weight, bias)
+        y, vjp = self.jax.vjp(lambda x_, w_, b_: self.apply(x_, w_, b_, num_groups, eps), x, weight, bias)
         return y, vjp(dy.astype(y.dtype))
 
     def backward(self, call: Call, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +137,7 @@ class JaxAdapter:
     ) -> Any:
         jax = self.jax
 
-        def first_order(dy: Any, x: Any, weight: Any) -> tuple[Any, Any, Any]:
+        def first_order(dy: Any, x: Any, weight: Any) -> tuple[Any, ...]:
             _, (gx, gw, gb), = self._backward_fn(x, weight, bias, dy, num_groups, eps)
             return tuple(g if c is not None else None for g, c in zip((gx, gw, gb), cot, strict=True))
 
