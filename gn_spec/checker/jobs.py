@@ -36,6 +36,8 @@ class JobResult:
     worker_starts: int
     calls: int
     hung_calls: int
+    answered: int  # calls that came back (whatever they returned)
+    slowest: float  # seconds of the slowest call the job's worker answered so far
 
 
 class _Job:
@@ -135,7 +137,7 @@ def _serve(conn_in: Connection, conn_out: Connection) -> None:
                 return
             if name is None:
                 return
-            before = (worker.starts, probe.calls, worker.hangs, set(worker.tampered))
+            before = (worker.starts, probe.calls, worker.hangs, set(worker.tampered), worker.answered)
             try:
                 if worker.starts == 0:
                     worker.start()
@@ -154,6 +156,8 @@ def _serve(conn_in: Connection, conn_out: Connection) -> None:
                 worker.starts - before[0],
                 probe.calls - before[1],
                 worker.hangs - before[2],
+                worker.answered - before[4],
+                worker.slowest,
             )
             conn_out.send(("ok", reply))
 

@@ -658,7 +658,7 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
         report.properties = [results[s.name] for s in specs]
         report.environment["worker_starts"] = worker.starts + starts
         report.environment["calls"] = probe.calls + calls
-        report.environment["hung_calls"] = worker.hangs + hangs
+        report.environment["hung_calls"] = worker.hangs  # the job processes' hung calls included
     report.seconds = time.perf_counter() - start
     return report
 
@@ -673,10 +673,15 @@ def _run_in_processes(
     progress: TextIO | None,
 ) -> tuple[int, int, int]:
     """Run the ``shared`` properties in ``jobs`` processes of the checker (:mod:`gn_spec.checker.jobs`),
-    each with its own worker of the target, and put their results in ``results``.  The tampering each
-    property's calls revealed goes into ``worker`` (this process's, idle meanwhile) in catalogue order, so
-    that ``no_tampering``, run here afterwards, judges every call of the run and words what it saw as
-    ``--jobs 1`` would.  Returns the worker starts, calls and hung calls of those processes."""
+    each with its own worker of the target, and put their results in ``results``.
+
+    Then ``worker`` (this process's, idle meanwhile) takes over what theirs saw, for ``no_tampering``, which
+    runs here afterwards: the tampering each property's calls revealed, in catalogue order (so that it judges
+    every call of the run and words what it saw as ``--jobs 1`` would), and the hung and answered calls and
+    the slowest answer (so that its call is waited for as the run's hang budget says: not at all when the
+    target answered no call and hung :data:`HANG_BUDGET` times).  Returns the worker starts, calls and hung
+    calls of the job processes.
+    """
     from gn_spec.checker.jobs import JobProcesses
 
     place = {s.name: i for i, s in enumerate(specs, 1)}
@@ -687,11 +692,14 @@ def _run_in_processes(
         results[result.name] = result
         seen[result.name] = done.tampered
         starts, calls, hangs = starts + done.worker_starts, calls + done.calls, hangs + done.hung_calls
+        worker.answered += done.answered
+        worker.slowest = max(worker.slowest, done.slowest)
         if progress is not None:
             _progress_line(progress, place[result.name], len(specs), result)
     for spec in shared:
         for change, when in seen[spec.name].items():
             worker.tampered.setdefault(change, when)
+    worker.hangs += hangs
     return starts, calls, hangs
 
 
