@@ -7,8 +7,9 @@ properties it is sent, one at a time, with :func:`gn_spec.checker.runner.run_pro
 :class:`~gn_spec.checker.report.PropertyResult` (pickled) with the tampering its worker first saw during the
 property and its counters.  The parent sends the next property to whichever process is free.
 
-The job process ignores Ctrl-C (the parent, in the same terminal, gets it and stops the processes); one
-whose parent is gone reads the end of its pipe and exits, closing its worker.
+The job process ignores Ctrl-C: the parent, in the same terminal, gets it and stops the processes with
+SIGTERM, on which each kills its worker (in a session of its own, and maybe in a hung call) and exits.  One
+whose parent is gone reads the end of its pipe and exits the same way.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ class _Job:
         self.send.close()
         self.receive.close()
 
-    def kill(self) -> None:
+    def stop(self) -> None:
+        """End the job process now (the run is over early): SIGTERM makes it close its worker (which may be
+        in a hung call, and is in a session of its own) before it exits."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
         self.close()
 
 
@@ -116,19 +119,20 @@ class JobProcesses:
             clean = True
         finally:
             for job in jobs:
-                job.close() if clean else job.kill()
+                job.close() if clean else job.stop()
 
 
 def _serve(conn_in: Connection, conn_out: Connection) -> None:
     from gn_spec.checker.deviations import for_config
     from gn_spec.checker.probe import Probe
-    from gn_spec.checker.runner import run_property, selected_properties
+    from gn_spec.checker.runner import CheckerBug, run_property, selected_properties
     from gn_spec.checker.worker_process import WorkerProcess
 
     config: CheckConfig = conn_in.recv()
     assert config.seed is not None
     deviations = for_config(config)
     with WorkerProcess(config) as worker:
+        _WORKER.append(worker)
         probe = Probe(config, worker)
         while True:
             try:
@@ -146,7 +150,7 @@ def _serve(conn_in: Connection, conn_out: Connection) -> None:
             except UsageError as exc:
                 conn_out.send(("usage", str(exc)))
                 continue
-            except BaseException:  # noqa: BLE001 - sent to the parent, which reports it as a bug
+            except (Exception, CheckerBug):  # sent to the parent, which reports it as a bug
                 conn_out.send(("error", traceback.format_exc()))
                 continue
             tampered = {k: v for k, v in worker.tampered.items() if k not in before[3]}
@@ -162,8 +166,24 @@ def _serve(conn_in: Connection, conn_out: Connection) -> None:
             conn_out.send(("ok", reply))
 
 
+#: The job's worker, for :func:`_terminated`.
+_WORKER: list[Any] = []
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM: kill the worker's process group (it is in a session of its own) and exit at once."""
+    for worker in _WORKER:
+        if worker.proc is not None and worker.proc.poll() is None:
+            try:
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    os._exit(128 + signum)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops this process
+    signal.signal(signal.SIGTERM, _terminated)
     conn_in = Connection(int(sys.argv[1]), writable=False)
     conn_out = Connection(int(sys.argv[2]), readable=False)
     try:
