@@ -612,7 +612,8 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     them), plus ``progress``, where the progress lines go.  Raises :class:`UsageError` for what the CLI exits
     2 on (bad options, a target that cannot be imported or lacks the function) and ``TypeError`` for a
     keyword that is no option.  ``seed=None`` picks a random seed, recorded in the report so that the run can
-    be repeated.  ``properties`` restricts the run to the named properties.
+    be repeated.  ``properties`` restricts the run to the named properties.  ``jobs=N`` runs them in N
+    processes (see the module's docstring; the caller's script needs no ``__main__`` guard for it).
 
     >>> report = run_check("torch", profile="quick", seed=0)  # doctest: +SKIP
     >>> report.verdict  # doctest: +SKIP
