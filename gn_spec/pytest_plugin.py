@@ -10,7 +10,8 @@ are skipped with the reason.  The options are those of ``gn-spec check`` that co
 values, defaults and error messages: --gn-target, --gn-api, --gn-dtype, --gn-device, --gn-memory-format,
 --gn-profile, --gn-seed, --gn-timeout, --gn-deviations FILE (a property declared failing as a whole is an
 xfail; a region's inputs are not judged) and --gn-deviations-strict.  ``--property`` has no --gn- twin
-(select tests with ``-k``), nor have the CLI's report options (pytest has ``--junitxml``).
+(select tests with ``-k``), nor has ``--jobs`` (pytest-xdist's ``-n``), nor have the CLI's report options
+(pytest has ``--junitxml``).
 
 Registered through the ``pytest11`` entry point, the plugin loads in every pytest run of an environment where
 gn-spec is installed, so it only adds options here and imports nothing heavy (the option table, which needs
