@@ -10,12 +10,18 @@ are skipped with the reason.  The options are those of ``gn-spec check`` that co
 values, defaults and error messages: --gn-target, --gn-api, --gn-dtype, --gn-device, --gn-memory-format,
 --gn-profile, --gn-seed, --gn-timeout, --gn-deviations FILE (a property declared failing as a whole is an
 xfail; a region's inputs are not judged) and --gn-deviations-strict.  ``--property`` has no --gn- twin
-(select tests with ``-k``), nor have the CLI's report options (pytest has ``--junitxml``).
+(select tests with ``-k``), nor has ``--jobs`` (pytest-xdist's ``-n``), nor have the CLI's report options
+(pytest has ``--junitxml``).
 
 Registered through the ``pytest11`` entry point, the plugin loads in every pytest run of an environment where
 gn-spec is installed, so it only adds options here and imports nothing heavy (the option table, which needs
 numpy for the dtype names): the checker is imported, and the worker started, by the ``gn_checker`` fixture,
 which only the property tests request.  Without the entry point, add ``-p gn_spec.pytest_plugin``.
+
+Under pytest-xdist (``pytest -n 2 --pyargs gn_spec.properties --gn-target ...``) each xdist worker starts its
+own worker of the target, and all use one seed: the one given with --gn-seed, or else one the controller
+picks and hands to each of them (a property's cases depend on the seed alone, so each test is the same
+whichever xdist worker runs it).  ``no_tampering`` there judges the calls made by its own xdist worker only.
 """
 
 from __future__ import annotations
@@ -45,9 +51,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(option.plugin_flag, dest=option.plugin_dest, **option.argparse_arguments())
 
 
+#: Where an xdist worker finds the seed the controller chose (``config.workerinput``).
+_XDIST_SEED = "gn_spec_seed"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--gn-target") is not None and config.getoption("--gn-seed") is None:
+    if config.getoption("--gn-target") is None or config.getoption("--gn-seed") is not None:
+        return
+    workerinput = getattr(config, "workerinput", None)  # set in a pytest-xdist worker
+    if workerinput is not None and workerinput.get(_XDIST_SEED) is not None:
+        config.option.gn_seed = workerinput[_XDIST_SEED]
+    else:
         config.option.gn_seed = random.SystemRandom().randrange(2**32)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller, for each worker it starts: hand it the run's seed (its own
+    ``pytest_configure`` would otherwise pick another one per worker)."""
+    node.workerinput[_XDIST_SEED] = node.config.getoption("--gn-seed")
 
 
 def _given(config: pytest.Config) -> dict[str, Any]:

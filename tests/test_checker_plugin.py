@@ -92,3 +92,51 @@ def test_loading_the_plugin_does_not_import_numba_or_the_reference() -> None:
         "assert 'gn_spec.reference' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_RECORD_SEED = '''
+import os
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    name = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+    with open(os.path.join(os.environ["SEEDS_DIR"], name), "w") as f:
+        f.write(str(config.option.gn_seed))
+'''
+
+
+def test_under_xdist_every_worker_uses_the_controllers_seed(tmp_path: Path) -> None:
+    """pytest -n 2 without --gn-seed: the controller picks the seed and each xdist worker (each with its own
+    gn-spec worker) uses it; a plugin of the test records the seed each process configured."""
+    import os
+
+    (tmp_path / "record_seed.py").write_text(_RECORD_SEED)
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    env = dict(os.environ, SEEDS_DIR=str(seeds), PYTHONPATH=str(tmp_path))
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "record_seed", "-n", "2",
+            "--pyargs", "gn_spec.properties", "--gn-target", target("hostile.py", "bessel"),
+            "--gn-profile", "quick", "-q", "-k", "forward_agreement or scaling_identity or batch_indep",
+        ],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env,
+    )  # fmt: skip
+    # the Bessel-corrected variance fails forward agreement
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 2 passed" in result.stdout
+    recorded = {p.name: p.read_text() for p in seeds.iterdir()}
+    assert sorted(recorded) == ["controller", "gw0", "gw1"]
+    assert len(set(recorded.values())) == 1 and recorded["controller"].isdigit()
+    assert f"--seed {recorded['controller']}" in result.stdout  # the failure's reproducer names it
+
+
+def test_under_xdist_the_properties_run_as_without_it(tmp_path: Path) -> None:
+    result = pytest_run(
+        "-n", "2", "--pyargs", "gn_spec.properties", "--gn-target", target("hostile.py", "good"),
+        "--gn-profile", "quick", "--gn-seed", "3", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "13 passed, 3 skipped" in result.stdout  # as test_properties_run_as_pytest_tests

@@ -23,9 +23,9 @@ from gn_spec.checker.target import CheckConfig, UsageError, make_config
 from gn_spec.cli import build_parser, main
 from gn_spec.profiles import PROFILES
 
-#: The CLI's options that have no --gn- twin in the plugin: the run's selection (pytest has -k) and the
-#: CLI's own output (pytest has --junitxml and -q).
-CLI_ONLY = {"--property", "--json", "--junit-xml", "--quiet"}
+#: The CLI's options that have no --gn- twin in the plugin: the run's selection (pytest has -k), its
+#: processes (pytest-xdist has -n) and the CLI's own output (pytest has --junitxml and -q).
+CLI_ONLY = {"--property", "--jobs", "--json", "--junit-xml", "--quiet"}
 
 
 def _check_parser() -> argparse.ArgumentParser:

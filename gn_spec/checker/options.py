@@ -147,6 +147,12 @@ def _non_negative_int(value: Any) -> int:
     return value
 
 
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(value)
+    return value
+
+
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(value)
@@ -278,6 +284,18 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME",
         flag_name="property",
         repeatable=True,
+    ),
+    Option(
+        "jobs",
+        "run the properties in N processes, each with its own worker process of TARGET: the same verdicts, "
+        "counterexamples and JSON report as with 1 (timings and call counters apart); the run's hang "
+        "budget (hung calls waited the full --timeout) is counted per process",
+        scope=RUN,
+        default=1,
+        convert=_integer,
+        normalize=_positive_int,
+        expected="a positive integer",
+        metavar="N",
     ),
     Option("json", "write a JSON report to PATH", scope=OUTPUT, metavar="PATH"),
     Option("junit_xml", "write a JUnit XML report to PATH", scope=OUTPUT, metavar="PATH"),

@@ -11,16 +11,25 @@ counted and not judged (the property is not called on it) and Hypothesis goes on
 declared kind in a region is counted and excused; a property declared failing as a whole that fails is an
 expected failure.  After the property's run its regions are re-checked on a few of the inputs they excluded.
 Without one, nothing of this runs: the same seed gives the same cases and verdicts.
+
+``jobs=N`` (``--jobs``) runs the properties in N processes of the checker, each with its own worker of the
+target (:func:`_run_in_processes`); a property's result does not depend on the process that runs it (its
+Hypothesis seed is its own, and Hypothesis does not mix constants of the checker's own source into the
+cases: :func:`_fixed_generation`), so the report is that of ``jobs=1`` but for timings and call counters.
+What does differ: the hang budget (:data:`~gn_spec.checker.worker_process.HANG_BUDGET`) is each process's,
+and a target that keeps state from call to call sees another sequence of calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import random
 import time
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
@@ -160,6 +169,33 @@ def eps_format_of(config: CheckConfig) -> str | None:
     return BY_NAME[config.target.location].eps_format
 
 
+@contextlib.contextmanager
+def _fixed_generation() -> Iterator[None]:
+    """Hypothesis without the constants it harvests from the source of "local" modules (those imported from
+    outside site-packages and the standard library: gn-spec itself in an editable install, the user's
+    script), which it mixes into a few of the numbers it draws.  They say nothing about the target (which is
+    never imported here), and they depend on which modules this process happens to have imported, so they
+    would make the cases of a seed differ between a property run alone, after others, in a ``--jobs``
+    process or under pytest.  Internal to Hypothesis: where it is not there, nothing is changed.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+
+        original = providers._get_local_constants
+        empty = providers.Constants()
+        cache = providers.CONSTANTS_CACHE.cache
+    except (ImportError, AttributeError):  # another Hypothesis: no local constants to leave out
+        yield
+        return
+    providers._get_local_constants = lambda: empty
+    cache.clear()  # its entries may hold constants harvested before
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.clear()
+
+
 def property_seed(seed: int, name: str) -> int:
     """Each property's Hypothesis seed: the run's seed mixed with the property's name."""
     return (seed + zlib.crc32(name.encode())) % 2**32
@@ -285,7 +321,8 @@ def _run_property(
 
     note = ""
     try:
-        check()
+        with _fixed_generation():
+            check()
     except _Failed as exc:
         tally.last = (exc.case, exc.outcome)
     except _StopShrinking:
@@ -472,7 +509,8 @@ def _spatial_ladders(spatial: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 def _minimal_draw(strategy: st.SearchStrategy[Any]) -> Any:
     """The simplest value of ``strategy`` (what Hypothesis shrinks towards): the property's extra draws."""
-    return hypothesis.find(strategy, lambda _: True, settings=hypothesis.settings(database=None))
+    with _fixed_generation():
+        return hypothesis.find(strategy, lambda _: True, settings=hypothesis.settings(database=None))
 
 
 def minimal_shape_pass(
@@ -597,7 +635,8 @@ def _recheck(spec: PropertySpec, probe: Probe, seed: int, d: Deviation, cases: l
             raise _Reproduced(case, outcome)
 
     try:
-        again()
+        with _fixed_generation():
+            again()
     except _Reproduced as exc:
         first = exc.outcome.message.splitlines()[0] if exc.outcome.message else "failed"
         return REPRODUCES, f"re-checked: {exc.outcome.failure_kind}: {first} on {exc.case.describe()}"
@@ -636,7 +675,8 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     them), plus ``progress``, where the progress lines go.  Raises :class:`UsageError` for what the CLI exits
     2 on (bad options, a target that cannot be imported or lacks the function) and ``TypeError`` for a
     keyword that is no option.  ``seed=None`` picks a random seed, recorded in the report so that the run can
-    be repeated.  ``properties`` restricts the run to the named properties.
+    be repeated.  ``properties`` restricts the run to the named properties.  ``jobs=N`` runs them in N
+    processes (see the module's docstring; the caller's script needs no ``__main__`` guard for it).
 
     >>> report = run_check("torch", profile="quick", seed=0)  # doctest: +SKIP
     >>> report.verdict  # doctest: +SKIP
@@ -644,6 +684,7 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     """
     values = validated(options, [CONFIG, RUN], "run_check")
     properties = values.pop("properties")
+    jobs = values.pop("jobs")
     if values["seed"] is None:
         values["seed"] = random.SystemRandom().randrange(2**32)
     config = make_config(target, **values)
@@ -656,6 +697,9 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     # a cold numba cache (the first run after an install) is compiled in the background while the worker
     # starts; the worker of TARGET reference compiles it itself, during its import
     compiling = None if config.target.kind == "reference" else compile_cache.start(progress)
+    # the properties other processes can run: all but the one that runs last (no_tampering judges every call
+    # of the run, so it runs here, after the others, on what every process's worker saw)
+    shared = [s for s in specs if not s.runs_last] if jobs > 1 else []
     with WorkerProcess(config) as worker:
         hello = worker.start()
         if compiling is not None:
@@ -663,16 +707,64 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
         report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch", "adapter_notes")}
         report.execution = execution_target(config, hello)
         probe = Probe(config, worker)
+        results: dict[str, PropertyResult] = {}
+        starts, calls, hangs = 0, 0, 0
+        if len(shared) > 1:
+            jobs = min(jobs, len(shared))
+            starts, calls, hangs = _run_in_processes(config, shared, specs, jobs, results, worker, progress)
         for i, spec in enumerate(specs, 1):
+            if spec.name in results:
+                continue
             result = run_property(spec, probe, seed, progress, deviations)
-            report.properties.append(result)
+            results[spec.name] = result
             if progress is not None:
                 _progress_line(progress, i, len(specs), result)
-        report.environment["worker_starts"] = worker.starts
-        report.environment["calls"] = probe.calls
-        report.environment["hung_calls"] = worker.hangs
+        report.properties = [results[s.name] for s in specs]
+        report.environment["worker_starts"] = worker.starts + starts
+        report.environment["calls"] = probe.calls + calls
+        report.environment["hung_calls"] = worker.hangs  # the job processes' hung calls included
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _run_in_processes(
+    config: CheckConfig,
+    shared: list[PropertySpec],
+    specs: list[PropertySpec],
+    jobs: int,
+    results: dict[str, PropertyResult],
+    worker: WorkerProcess,
+    progress: TextIO | None,
+) -> tuple[int, int, int]:
+    """Run the ``shared`` properties in ``jobs`` processes of the checker (:mod:`gn_spec.checker.jobs`),
+    each with its own worker of the target, and put their results in ``results``.
+
+    Then ``worker`` (this process's, idle meanwhile) takes over what theirs saw, for ``no_tampering``, which
+    runs here afterwards: the tampering each property's calls revealed, in catalogue order (so that it judges
+    every call of the run and words what it saw as ``--jobs 1`` would), and the hung and answered calls and
+    the slowest answer (so that its call is waited for as the run's hang budget says: not at all when the
+    target answered no call and hung :data:`HANG_BUDGET` times).  Returns the worker starts, calls and hung
+    calls of the job processes.
+    """
+    from gn_spec.checker.jobs import JobProcesses
+
+    place = {s.name: i for i, s in enumerate(specs, 1)}
+    seen: dict[str, dict[str, str]] = {}
+    starts = calls = hangs = 0
+    for done in JobProcesses(config, jobs).run([s.name for s in shared]):
+        result = done.result
+        results[result.name] = result
+        seen[result.name] = done.tampered
+        starts, calls, hangs = starts + done.worker_starts, calls + done.calls, hangs + done.hung_calls
+        worker.answered += done.answered
+        worker.slowest = max(worker.slowest, done.slowest)
+        if progress is not None:
+            _progress_line(progress, place[result.name], len(specs), result)
+    for spec in shared:
+        for change, when in seen[spec.name].items():
+            worker.tampered.setdefault(change, when)
+    worker.hangs += hangs
+    return starts, calls, hangs
 
 
 run_check.__signature__ = signature_with_options(run_check, [CONFIG, RUN])  # type: ignore[attr-defined]
