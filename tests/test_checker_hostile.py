@@ -64,7 +64,9 @@ def test_a_hang_times_out_and_the_remaining_properties_still_run() -> None:
     assert report.exit_code == 1
     msgs = failures(report)
     assert "no answer within the 0.5 s timeout (the call hung)" in msgs["forward_agreement"]
-    assert "no answer within the 0.5 s timeout" in msgs["rejects_invalid_groups"]  # ran, in a new worker
+    # the later property still runs and is reported; the target answered none of the run's two hung calls,
+    # so it is not called again (the hang budget: tests/test_hang_budget.py)
+    assert "not called: the target hung on each of the 2 calls" in msgs["rejects_invalid_groups"]
     assert report.environment["worker_starts"] >= 2
 
 
