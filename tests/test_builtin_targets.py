@@ -36,6 +36,24 @@ NAMES = (
 )
 
 
+def _config(name: str, options: tuple[str, ...], dtype: str = "float32", seed: int = 0) -> CheckConfig:
+    """A CheckConfig for built-in target ``name``, built by hand: make_config would need the framework."""
+    return CheckConfig(
+        target=TargetSpec(name, "builtin", name),
+        api="framework",
+        target_options=options,
+        dtype=dtype,
+        device="cpu",
+        memory_format="contiguous",
+        profile="quick",
+        seed=seed,
+        timeout=10.0,
+        summation="log-depth",
+        deviations=None,
+        deviations_strict=True,
+    )
+
+
 def test_gn_spec_targets_lists_every_target_without_importing_a_framework() -> None:
     code = (
         "import sys\nfrom gn_spec.cli import main\nstatus = main(['targets'])\n"
@@ -107,20 +125,7 @@ def test_options_are_typed_spelled_out_and_replayed() -> None:
     resolved = builtins.resolve_options(target, ["use_fast_variance=False"])
     assert resolved == ("use_fast_variance=false",)
     assert builtins.typed_options(target, resolved) == {"use_fast_variance": False}
-    config = CheckConfig(
-        target=TargetSpec("flax.linen.GroupNorm", "builtin", "flax.linen.GroupNorm"),
-        api="framework",
-        target_options=resolved,
-        dtype="float32",
-        device="cpu",
-        memory_format="contiguous",
-        profile="quick",
-        seed=3,
-        timeout=10.0,
-        summation="log-depth",
-        deviations=None,
-        deviations_strict=True,
-    )
+    config = _config("flax.linen.GroupNorm", resolved, seed=3)
     command = replay_command(config)
     assert "--target-option use_fast_variance=false" in command
     assert "--api" not in command  # a built-in target's API is its own
@@ -140,20 +145,7 @@ def test_cases_hold_the_eps_a_float32_attribute_can_store() -> None:
     import numpy as np
     from hypothesis import given, settings
 
-    config = CheckConfig(
-        target=TargetSpec("onnx.GroupNormalization-21", "builtin", "onnx.GroupNormalization-21"),
-        api="framework",
-        target_options=("runtime=onnxruntime", "stash_type=1"),
-        dtype="float64",
-        device="cpu",
-        memory_format="contiguous",
-        profile="quick",
-        seed=0,
-        timeout=10.0,
-        summation="log-depth",
-        deviations=None,
-        deviations_strict=True,
-    )
+    config = _config("onnx.GroupNormalization-21", ("runtime=onnxruntime", "stash_type=1"), dtype="float64")
     (spec,) = selected_properties(["forward_agreement"])
     seen = []
 
@@ -235,23 +227,7 @@ def test_an_option_can_narrow_what_a_target_supports() -> None:
     verdict says forward only; with backend=jax they do."""
     from gn_spec.properties.agreement import has_backward, has_second_order
 
-    def config(backend: str) -> CheckConfig:
-        return CheckConfig(
-            target=TargetSpec(KERAS, "builtin", KERAS),
-            api="framework",
-            target_options=(f"backend={backend}",),
-            dtype="float32",
-            device="cpu",
-            memory_format="contiguous",
-            profile="quick",
-            seed=0,
-            timeout=10.0,
-            summation="log-depth",
-            deviations=None,
-            deviations_strict=True,
-        )
-
-    numpy_backend, jax_backend = config("numpy"), config("jax")
+    numpy_backend, jax_backend = _config(KERAS, ("backend=numpy",)), _config(KERAS, ("backend=jax",))
     reason = has_backward(numpy_backend)
     assert reason == f"{KERAS} has no backward: Keras' numpy backend has no automatic differentiation"
     assert has_second_order(numpy_backend) is not None
