@@ -236,3 +236,28 @@ def test_an_option_can_narrow_what_a_target_supports() -> None:
 
 
 KERAS = "keras.layers.GroupNormalization"
+
+
+def test_torch_compile_gets_a_compile_grace_once_per_call_kind() -> None:
+    """torch.compile compiles a graph per kind of call (operation, rank, sizes of 0 or 1, inputs given): the
+    first call of each kind may take compile_grace seconds more than --timeout; repeats get none."""
+    import numpy as np
+
+    from gn_spec.checker.worker_process import CallRequest, WorkerProcess
+
+    config = _config("torch.compile", ())
+    worker = WorkerProcess(config)
+    grace = BY_NAME["torch.compile"].compile_grace
+    assert grace > 0
+
+    def request(op: str, shape: tuple[int, ...], **more: np.ndarray) -> CallRequest:
+        return CallRequest(op, 1, 1e-5, {"x": np.zeros(shape), **more})
+
+    assert worker._grace(request("forward", (2, 4, 3))) == grace
+    assert worker._grace(request("forward", (3, 8, 5))) == 0  # same kind: sizes above 1 are dynamic
+    assert worker._grace(request("forward", (1, 8, 5))) == grace  # a size of 1 is specialized
+    assert worker._grace(request("forward", (2, 4, 3), weight=np.ones(4))) == grace
+    assert worker._grace(request("backward", (2, 4, 3))) == grace
+    assert WorkerProcess(_config("flax.linen.GroupNorm", ("use_fast_variance=true",)))._grace(
+        request("forward", (2, 4, 3))
+    ) == 0
