@@ -197,6 +197,10 @@ def test_torch_quick_fails_only_on_its_refusals_of_valid_input(tmp_path: Path) -
     single = failed["single_value_groups"]
     assert "Expected more than 1 value per channel when training" in single["message"]
     assert single["counterexample"].startswith("shape=(1, 1) num_groups=1")
+    # the closing lines: one sentence per failure with its kind, and where its known deviations are declared
+    for name in failed:
+        assert f"  - {name} (refused valid input): " in result.stdout
+    assert "examples/torch-2.13-deviations.toml in gn-spec's repository" in result.stdout
     for name in ("backward_agreement", "second_order_agreement"):
         assert "affine=bias" in failed[name]["counterexample"]
         assert "raised RuntimeError" in failed[name]["message"]

@@ -539,6 +539,7 @@ def write_table(report: Report, out: TextIO) -> None:
         out.write(f"{p.message}\n" + (f"counterexample: {p.counterexample}\n" if p.counterexample else ""))
     if report.deviations is not None:
         _write_deviations(report, out)
+    _write_summary_of_failures(report, out)
     scope = f"{report.scope}; " if report.scope else ""
     declared, verdict = "", report.verdict
     if report.deviations is not None:
@@ -548,6 +549,28 @@ def write_table(report: Report, out: TextIO) -> None:
     out.write(
         f"\nverdict: {c.target.text} {verdict} ({scope}{report.cases} cases, {len(report.properties)} "
         f"properties, {len(report.failed)} failed{declared}, {report.seconds:.1f} s)\n"
+    )
+
+
+#: Where the deviations of a built-in target are already written down (paths in gn-spec's repository).
+KNOWN_DEVIATIONS = {"torch": "examples/torch-2.13-deviations.toml"}
+
+
+def _write_summary_of_failures(report: Report, out: TextIO) -> None:
+    """The closing lines: one sentence per failure (what the target does, its kind), then how to accept the
+    ones a project knows about, so that a first reader knows the verdict is on the target, not the tool."""
+    if not report.failed:
+        return
+    c = report.config
+    out.write(f"\n{c.target.text} failed {len(report.failed)} properties:\n")
+    for p in report.failed:
+        reason = p.message.split(" (")[0]
+        out.write(f"  - {p.name} ({p.kind}): {reason}\n")
+    known = KNOWN_DEVIATIONS.get(c.target.text)
+    where = f" ({known} in gn-spec's repository declares this target's known ones)" if known else ""
+    out.write(
+        "These are findings about the target. To accept a known one and keep everything else checked, "
+        f"declare it in a TOML file given with --deviations FILE{where}; README.md, 'Known deviations'.\n"
     )
 
 
