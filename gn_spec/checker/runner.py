@@ -364,6 +364,14 @@ def _run_property(
         )
         return _with_deviations(result, spec, probe, seed, active, counted, seen, kept, start)
     case, outcome = tally.last
+    worse = worst_kind_first(spec, probe, case, outcome, tally.worst_case, tally.worst_nonfinite)
+    if worse is not None:
+        note += (
+            f" (the worst kind met, shown and shrunk first; the run also failed with finite errors, e.g. "
+            f"{smaller_note(case)})"
+        )
+        case, outcome = worse
+        tally.worst_case = None  # the worst case is now the one shown
     smaller = minimal_shape_pass(spec, probe, case, outcome)
     if smaller is not None:
         case, outcome = smaller
@@ -543,6 +551,35 @@ def minimal_shape_pass(
         if not found.ok and not found.unexpressible and same:
             return candidate, found
     return None
+
+
+def worst_kind_first(
+    spec: PropertySpec,
+    probe: Probe,
+    case: Case,
+    outcome: Outcome,
+    worst: tuple[Case, str] | None,
+    worst_nonfinite: int,
+) -> tuple[Case, Outcome] | None:
+    """When the shrunk failure has finite errors but the run also met non-finite outputs where the exact
+    value is finite (the worse kind), that case judged again, to be shown (and shrunk) first; else None.
+
+    Hypothesis shrinks the first failure it meets, which can be a marginal one.  Only for the properties of
+    :func:`minimal_shape_pass`'s domain (wrong values on default cases), whose judgement needs no extra draws.
+    """
+    if worst is None or not worst_nonfinite or outcome.nonfinite or outcome.headline:
+        return None
+    if spec.cases is not default_cases or not spec.module.endswith(".agreement"):
+        return None
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+            again = spec.function(probe, worst[0], _minimal_draw)
+    except Exception:  # noqa: BLE001 - the case cannot be judged again outside Hypothesis: keep the order
+        return None
+    if again.ok or not again.nonfinite or again.headline:
+        return None
+    return worst[0], again
 
 
 def smaller_note(case: Case) -> str:
