@@ -40,6 +40,7 @@ class Row:
     failed: list[dict[str, Any]] = field(default_factory=list)  # name, kind, worst error text
     worst: dict[str, str] = field(default_factory=dict)  # property -> worst err / bound text
     diagnosis: str = ""
+    accuracy_class: str = ""  # the worst summation class its agreement properties meet (SPEC.md 3.3)
     counterexample: str = ""
     cases: int = 0
     seconds: float = 0.0
@@ -149,6 +150,8 @@ def fill(row: Row, report: dict[str, Any]) -> None:
     row.checked = list(report.get("checked", []))
     row.cases = int(report.get("summary", {}).get("cases", 0))
     shortest: tuple[int, str] | None = None
+    classes = [p.get("accuracy_class", "") for p in report.get("properties", [])]
+    row.accuracy_class = next((c for c in _CLASS_ORDER if c in classes), "")
     for p in report.get("properties", []):
         if p.get("worst_error_text") is not None:
             row.worst[p["name"]] = p["worst_error_text"]
@@ -165,6 +168,15 @@ def fill(row: Row, report: dict[str, Any]) -> None:
         if text and (shortest is None or size < shortest[0]):
             shortest = (size, f"{p['name']}: {text}")
     row.counterexample = shortest[1] if shortest else ""
+
+
+#: The accuracy classes, worst first (gn_spec.checker.runner's names).
+_CLASS_ORDER = (
+    "outside both",
+    "within the sequential-summation bound only",
+    "within the sequential-summation bound",
+    "within the log-depth bound",
+)
 
 
 def run_matrix(
@@ -207,8 +219,8 @@ def markdown(rows: list[Row], skipped: list[str], header: dict[str, Any]) -> str
         "smallest of the failures. Regenerate with the command above.",
         "",
         "| target | version | options | dtype | verdict | failed properties (kind, worst err/bound) "
-        "| forward err/bound | diagnosis | shortest counterexample |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| forward err/bound | accuracy class | diagnosis | shortest counterexample |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.error:
@@ -227,6 +239,7 @@ def markdown(rows: list[Row], skipped: list[str], header: dict[str, Any]) -> str
             verdict,
             failed or "-",
             r.worst.get("forward_agreement", "-"),
+            r.accuracy_class or "-",
             r.diagnosis or "-",
             r.counterexample or "-",
         ]
