@@ -374,11 +374,6 @@ def check_runnable(
     """Raise :class:`UsageError` when ``target`` cannot run as asked (``resolved``: its options, from
     :func:`resolve_options`): not installed, a dtype or device it does not support, a memory format it has
     no layout for, no C++ compiler for torch.compile on the CPU."""
-    absent = missing(target)
-    if absent:
-        raise UsageError(
-            f"TARGET {target.name} needs {', '.join(absent)}, which is not installed: {install_hint(target)}"
-        )
     if dtype not in target.dtypes:
         raise UsageError(
             f"TARGET {target.name} does not support --dtype {dtype}; its dtypes: {', '.join(target.dtypes)}"
@@ -405,6 +400,13 @@ def check_runnable(
     if memory_format != "contiguous" and target.api != "torch":
         raise UsageError(
             f"--memory-format {memory_format} is a torch layout; TARGET {target.name} takes {target.layout}"
+        )
+    absent = missing(target)
+    if absent:
+        verb = "is" if len(absent) == 1 else "are"
+        raise UsageError(
+            f"TARGET {target.name} needs {', '.join(absent)}, which {verb} not installed: "
+            f"{install_hint(target)}"
         )
     if target.needs_compiler and device == "cpu" and compiler() is None:
         raise UsageError(
