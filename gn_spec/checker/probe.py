@@ -120,9 +120,10 @@ class Probe:
         d = result.outputs.get(name)
         if d is None:
             return f"returned no {name}"
-        expected_kind = "tensor" if self.config.api == "torch" else "ndarray"
-        what = {"tensor": "a torch.Tensor", "ndarray": "a numpy.ndarray"}[expected_kind]
-        if d.get("kind") != expected_kind:
+        # a built-in target's adapter may hand back numpy arrays or, on a torch backend, tensors
+        kinds = {"torch": ("tensor",), "framework": ("ndarray", "tensor")}.get(self.config.api, ("ndarray",))
+        what = " or ".join({"tensor": "a torch.Tensor", "ndarray": "a numpy.ndarray"}[k] for k in kinds)
+        if d.get("kind") not in kinds:
             return f"{name} is {_described(d)}, not {what}"
         if "array" not in d:
             return f"{name} is an array of dtype {d.get('dtype')}, which is not a real number type"

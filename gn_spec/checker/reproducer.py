@@ -207,6 +207,8 @@ def double_backward(x, num_groups, weight, bias, eps, grad_output, ggi, ggw, ggb
 def as_float64(value):
     if isinstance(value, WireArray):
         value = value.array
+    if hasattr(value, "detach"):  # a torch tensor (Keras on its torch backend)
+        value = value.detach().cpu().double().numpy()
     if not isinstance(value, np.ndarray):
         raise TypeError(f"the target returned {{type(value).__name__}}, not an array")
     return value.astype(np.float64)
