@@ -138,44 +138,73 @@ _ONNX_RUNTIMES = ("onnxruntime", "reference", "openvino")
 _FAST_VARIANCE = "one-pass E[x^2] - E[x]^2 variance (flax's default)"
 _ONNX_GRADIENTS = "an ONNX model is run, not differentiated, by its runtimes"
 
-#: Every built-in target, in the order ``gn-spec targets`` lists them.
-BUILTINS: tuple[BuiltinTarget, ...] = (
-    BuiltinTarget(
-        "torch",
-        "torch.nn.functional.group_norm(x, G, weight, bias, eps)",
+def _torch_target(
+    name: str, calls: str, adapter: str, needs_compiler: bool = False, compile_grace: float = 0.0
+) -> BuiltinTarget:
+    """A torch-based target: every dtype and order, CPU or CUDA, torch's layouts, driven by TorchAdapter."""
+    return BuiltinTarget(
+        name,
+        calls,
         extra="torch",
         requires=("torch",),
-        adapter="",  # the worker's own TorchAdapter (TARGET torch predates the built-in targets)
+        adapter=adapter,
         orders=ORDERS,
         dtypes=_ALL,
         layout="(N, C, *spatial); --memory-format channels_last for 4-D and 5-D",
         api="torch",
         devices=("cpu", "cuda"),
+        needs_compiler=needs_compiler,
+        compile_grace=compile_grace,
+    )
+
+
+def _onnx_target(
+    name: str, calls: str, adapter: str, more_options: tuple[TargetOption, ...] = ()
+) -> BuiltinTarget:
+    """An ONNX operator's target: forward only, eps held as a float32 attribute, run by a chosen runtime."""
+    runtime = TargetOption(
+        "runtime",
+        str,
+        "onnxruntime",
+        "what runs the model: onnxruntime (CPUExecutionProvider), reference (onnx.reference), "
+        "openvino (its ONNX frontend on the CPU plugin)",
+        choices=_ONNX_RUNTIMES,
+    )
+    return BuiltinTarget(
+        name,
+        calls,
+        extra="onnx",
+        requires=("onnx",),
+        adapter=adapter,
+        orders=("forward",),
+        dtypes=("float16", "float32", "float64"),
+        layout="(N, C, *spatial)",
+        options=(runtime, *more_options),
+        no_gradients=_ONNX_GRADIENTS,
+        eps_format="float32",
+        option_requires={"runtime": {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}},
+        # the OpenVINO CPU plugin infers in f32, bf16 or f16; it documents running f64 models in f32
+        option_dtypes={"runtime": {"openvino": ("float16", "float32")}},
+    )
+
+
+#: Every built-in target, in the order ``gn-spec targets`` lists them.
+BUILTINS: tuple[BuiltinTarget, ...] = (
+    _torch_target(
+        "torch",
+        "torch.nn.functional.group_norm(x, G, weight, bias, eps)",
+        adapter="",  # the worker's own TorchAdapter (TARGET torch predates the built-in targets)
     ),
-    BuiltinTarget(
+    _torch_target(
         "torch.nn.GroupNorm",
         "torch.nn.GroupNorm(G, C, eps, affine) with weight and bias as its parameters "
         "(torch.func.functional_call)",
-        extra="torch",
-        requires=("torch",),
         adapter="torch_targets:nn_group_norm",
-        orders=ORDERS,
-        dtypes=_ALL,
-        layout="(N, C, *spatial); --memory-format channels_last for 4-D and 5-D",
-        api="torch",
-        devices=("cpu", "cuda"),
     ),
-    BuiltinTarget(
+    _torch_target(
         "torch.compile",
         "torch.compile(torch.nn.functional.group_norm, dynamic=True), inductor backend",
-        extra="torch",
-        requires=("torch",),
         adapter="torch_targets:compiled_group_norm",
-        orders=ORDERS,
-        dtypes=_ALL,
-        layout="(N, C, *spatial); --memory-format channels_last for 4-D and 5-D",
-        api="torch",
-        devices=("cpu", "cuda"),
         needs_compiler=True,
         compile_grace=300.0,
     ),
@@ -243,56 +272,18 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
             "backend": {"numpy": (("forward",), "Keras' numpy backend has no automatic differentiation")}
         },
     ),
-    BuiltinTarget(
+    _onnx_target(
         "onnx.GroupNormalization-18",
         "an ONNX model of GroupNormalization opset 18 (per-group scale and bias)",
-        extra="onnx",
-        requires=("onnx",),
         adapter="onnx_targets:Onnx18Adapter",
-        orders=("forward",),
-        dtypes=("float16", "float32", "float64"),
-        layout="(N, C, *spatial)",
-        options=(
-            TargetOption(
-                "runtime",
-                str,
-                "onnxruntime",
-                "what runs the model: onnxruntime (CPUExecutionProvider), reference (onnx.reference), "
-                "openvino (its ONNX frontend on the CPU plugin)",
-                choices=_ONNX_RUNTIMES,
-            ),
-        ),
-        no_gradients=_ONNX_GRADIENTS,
-        eps_format="float32",
-        option_requires={"runtime": {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}},
-        # the OpenVINO CPU plugin infers in f32, bf16 or f16; it documents running f64 models in f32
-        option_dtypes={"runtime": {"openvino": ("float16", "float32")}},
     ),
-    BuiltinTarget(
+    _onnx_target(
         "onnx.GroupNormalization-21",
         "an ONNX model of GroupNormalization opset 21 (per-channel scale and bias)",
-        extra="onnx",
-        requires=("onnx",),
         adapter="onnx_targets:Onnx21Adapter",
-        orders=("forward",),
-        dtypes=("float16", "float32", "float64"),
-        layout="(N, C, *spatial)",
-        options=(
-            TargetOption(
-                "runtime",
-                str,
-                "onnxruntime",
-                "what runs the model: onnxruntime (CPUExecutionProvider), reference (onnx.reference), "
-                "openvino (its ONNX frontend on the CPU plugin)",
-                choices=_ONNX_RUNTIMES,
-            ),
+        more_options=(
             TargetOption("stash_type", int, 1, "the precision of the statistics: 1 float32, 11 float64"),
         ),
-        no_gradients=_ONNX_GRADIENTS,
-        eps_format="float32",
-        option_requires={"runtime": {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}},
-        # the OpenVINO CPU plugin infers in f32, bf16 or f16; it documents running f64 models in f32
-        option_dtypes={"runtime": {"openvino": ("float16", "float32")}},
     ),
     BuiltinTarget(
         "openvino.GroupNormalization-12",

@@ -453,9 +453,8 @@ def accuracy_class(
     cases = [case] + ([worst[0]] if worst is not None and worst[0] != case else [])
     for c in cases:
         try:
-            with summation_class("sequential"), np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", HypothesisDeprecationWarning)
-                again = spec.function(probe, c, _minimal_draw)
+            with summation_class("sequential"):
+                again = judge_again(spec, probe, c)
         except ValueError:
             return ""  # a group beyond the sequential class's derivation: not assessed
         except Exception:  # noqa: BLE001 - e.g. an assume() outside Hypothesis: the case cannot be rejudged
@@ -521,6 +520,15 @@ def _minimal_draw(strategy: st.SearchStrategy[Any]) -> Any:
         return hypothesis.find(strategy, lambda _: True, settings=hypothesis.settings(database=None))
 
 
+def judge_again(spec: PropertySpec, probe: Probe, case: Case) -> Outcome:
+    """The property on one case, outside a Hypothesis run (the final passes over a failure): its extra draws
+    take their simplest values, numpy's warnings stay silent as in the run, and a property's ``assume()``
+    raises (the caller skips the case) without Hypothesis' warning about assume outside a test."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+        return spec.function(probe, case, _minimal_draw)
+
+
 def minimal_shape_pass(
     spec: PropertySpec, probe: Probe, case: Case, outcome: Outcome
 ) -> tuple[Case, Outcome] | None:
@@ -539,10 +547,7 @@ def minimal_shape_pass(
         if is_single_value_input(candidate):
             continue
         try:
-            # outside a Hypothesis test: a property's assume() raises as it should, without a warning
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", HypothesisDeprecationWarning)
-                found = spec.function(probe, candidate, _minimal_draw)
+            found = judge_again(spec, probe, candidate)
         except Exception:  # noqa: BLE001 - a candidate the recipe or the property cannot take: skip it
             continue
         if found.process:
@@ -569,12 +574,10 @@ def worst_kind_first(
     """
     if worst is None or not worst_nonfinite or outcome.nonfinite or outcome.headline:
         return None
-    if spec.cases is not default_cases or not spec.module.endswith(".agreement"):
+    if not _is_agreement(spec):
         return None
     try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", HypothesisDeprecationWarning)
-            again = spec.function(probe, worst[0], _minimal_draw)
+        again = judge_again(spec, probe, worst[0])
     except Exception:  # noqa: BLE001 - the case cannot be judged again outside Hypothesis: keep the order
         return None
     if again.ok or not again.nonfinite or again.headline:

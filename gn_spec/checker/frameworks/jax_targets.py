@@ -170,6 +170,21 @@ def _flax_notes(dtype: str, options: dict[str, Any]) -> list[str]:
     ]
 
 
+def _flax_arguments(
+    adapter: JaxAdapter, weight: Any, bias: Any, num_groups: int, eps: float
+) -> dict[str, Any]:
+    """The keywords flax.linen and flax.nnx GroupNorm share, as the adapters set them from the case."""
+    return {
+        "num_groups": num_groups,
+        "epsilon": eps,
+        "use_scale": weight is not None,
+        "use_bias": bias is not None,
+        "dtype": adapter.jdtype,
+        "param_dtype": adapter.jdtype,
+        "use_fast_variance": adapter.options["use_fast_variance"],
+    }
+
+
 class FlaxLinenAdapter(JaxAdapter):
     """``flax.linen.GroupNorm`` applied with ``{'params': {'scale': weight, 'bias': bias}}``."""
 
@@ -181,15 +196,7 @@ class FlaxLinenAdapter(JaxAdapter):
         self.notes += _flax_notes(dtype, options)
 
     def apply(self, x: Any, weight: Any, bias: Any, num_groups: int, eps: float) -> Any:
-        module = self.linen.GroupNorm(
-            num_groups=num_groups,
-            epsilon=eps,
-            use_scale=weight is not None,
-            use_bias=bias is not None,
-            dtype=self.jdtype,
-            param_dtype=self.jdtype,
-            use_fast_variance=self.options["use_fast_variance"],
-        )
+        module = self.linen.GroupNorm(**_flax_arguments(self, weight, bias, num_groups, eps))
         params = {}
         if weight is not None:
             params["scale"] = weight
@@ -212,15 +219,7 @@ class FlaxNnxAdapter(JaxAdapter):
     def apply(self, x: Any, weight: Any, bias: Any, num_groups: int, eps: float) -> Any:
         nnx = self.nnx
         module = nnx.GroupNorm(
-            x.shape[-1],
-            num_groups=num_groups,
-            epsilon=eps,
-            use_scale=weight is not None,
-            use_bias=bias is not None,
-            dtype=self.jdtype,
-            param_dtype=self.jdtype,
-            use_fast_variance=self.options["use_fast_variance"],
-            rngs=nnx.Rngs(0),
+            x.shape[-1], **_flax_arguments(self, weight, bias, num_groups, eps), rngs=nnx.Rngs(0)
         )
         graphdef, state = nnx.split(module)
         values = {}
