@@ -13,14 +13,11 @@ on a shared 2-core machine other processes take CPU from the jobs, and the figur
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from typing import Any
+
+from _check_process import timed_check
 
 #: The fields that measure the run, not judge the target (as tests/test_jobs.py's RUN_MEASUREMENTS).
 MEASUREMENTS = ("timestamp", "command")
@@ -37,19 +34,9 @@ def _judged(report: dict[str, Any]) -> dict[str, Any]:
 
 def run(target: str, profile: str, dtype: str, seed: int, jobs: int) -> tuple[float, dict[str, Any]]:
     """One end-to-end check: its wall time and its --json report."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "report.json")
-        command = [
-            sys.executable, "-m", "gn_spec.cli", "check", target, "--profile", profile, "--dtype", dtype,
-            "--seed", str(seed), "--jobs", str(jobs), "--json", path, "--quiet",
-        ]  # fmt: skip
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
-        seconds = time.perf_counter() - start
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"gn-spec check failed with status {done.returncode}:\n{done.stderr}")
-        with open(path, encoding="utf-8") as f:
-            return seconds, json.load(f)
+    return timed_check(
+        target, "--profile", profile, "--dtype", dtype, "--seed", str(seed), "--jobs", str(jobs)
+    )
 
 
 def main() -> None:

@@ -12,47 +12,16 @@ machine: quick <= 10 s, default <= 60 s with >= 2000 judged cases, thorough minu
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
+
+from _check_process import timed_check
 
 BUDGETS = {"quick": "<= 10 s", "default": "<= 60 s, >= 2000 cases", "thorough": "minutes"}
 
 
 def run(target: str, profile: str, dtype: str, seed: int) -> dict[str, object]:
     """One end-to-end check; returns its row of the table."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report_path = os.path.join(tmp, "report.json")
-        start = time.perf_counter()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gn_spec.cli",
-                "check",
-                target,
-                "--profile",
-                profile,
-                "--dtype",
-                dtype,
-                "--seed",
-                str(seed),
-                "--json",
-                report_path,
-                "--quiet",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp,
-        )
-        seconds = time.perf_counter() - start
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"gn-spec check failed with status {done.returncode}:\n{done.stderr}")
-        with open(report_path, encoding="utf-8") as f:
-            report = json.load(f)
+    seconds, report = timed_check(target, "--profile", profile, "--dtype", dtype, "--seed", str(seed))
     failed = [p["name"] for p in report["properties"] if p["status"] == "failed"]
     cases = report["summary"]["cases"]
     return {

@@ -12,13 +12,10 @@ table gives wall time (median over the seeds), hung calls, properties failed / r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
+
+from _check_process import timed_check
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HANGS = os.path.join(os.path.dirname(HERE), "tests", "targets", "hangs.py")
@@ -26,36 +23,9 @@ TARGETS = (("hangs_on_2d_groups", ("--dtype", "float64")), ("hangs_always", ()))
 
 
 def run(function: str, more: tuple[str, ...], seed: int, timeout: float, profile: str) -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "r.json")
-        start = time.perf_counter()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gn_spec.cli",
-                "check",
-                f"{HANGS}:{function}",
-                *more,
-                "--profile",
-                profile,
-                "--timeout",
-                f"{timeout:g}",
-                "--seed",
-                str(seed),
-                "--json",
-                path,
-                "--quiet",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp,
-        )
-        seconds = time.perf_counter() - start
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{function}: exit {done.returncode}\n{done.stderr}")
-        with open(path, encoding="utf-8") as f:
-            report = json.load(f)
+    seconds, report = timed_check(
+        f"{HANGS}:{function}", *more, "--profile", profile, "--timeout", f"{timeout:g}", "--seed", str(seed)
+    )
     ran = [p for p in report["properties"] if p["status"] != "not applicable"]
     return {
         "seconds": seconds,

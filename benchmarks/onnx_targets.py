@@ -13,12 +13,10 @@ report), and the verdict with the failed properties.  The combinations are those
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
+
+from _check_process import timed_check
 
 from gn_spec.checker.builtins import BY_NAME, installed_version, missing
 
@@ -58,20 +56,13 @@ def needs(name: str, options: tuple[str, ...]) -> list[str]:
 
 def run(name: str, options: tuple[str, ...], dtype: str, profile: str, seed: int, keep: str | None) -> dict:
     """One end-to-end check; returns its row."""
-    with tempfile.TemporaryDirectory() as tmp:
-        slug = "_".join([name, *(o.partition("=")[2] for o in options), dtype])
-        report_path = os.path.join(keep or tmp, f"{slug}.json")
-        command = [sys.executable, "-m", "gn_spec.cli", "check", name, "--profile", profile]
-        for text in options:
-            command += ["--target-option", text]
-        command += ["--dtype", dtype, "--seed", str(seed), "--json", report_path, "--quiet"]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
-        seconds = time.perf_counter() - start
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
-        with open(report_path, encoding="utf-8") as f:
-            report = json.load(f)
+    slug = "_".join([name, *(o.partition("=")[2] for o in options), dtype])
+    arguments = ["--profile", profile]
+    for text in options:
+        arguments += ["--target-option", text]
+    arguments += ["--dtype", dtype, "--seed", str(seed)]
+    kept = os.path.join(keep, f"{slug}.json") if keep else None
+    seconds, report = timed_check(name, *arguments, keep_as=kept)
     failed = [p["name"] for p in report["properties"] if p["status"] == "failed"]
     return {
         "target": name,
