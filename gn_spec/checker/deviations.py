@@ -204,6 +204,17 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _chosen(value: Any, allowed: Sequence[str], where: str, before: str, after: str) -> tuple[str, ...]:
+    """``value`` (one value or a list) as a tuple of values from ``allowed``; else a UsageError
+    ``WHERE: BEFORE SHOWN AFTER: VALID``, SHOWN the first value not allowed (or "an empty list")."""
+    values = _listed(value)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        shown = repr(bad[0]) if bad else "an empty list"
+        raise UsageError(f"{where}: {before} {shown}{after}: {', '.join(allowed)}")
+    return tuple(values)
+
+
 def _entry(number: int, raw: Any, where: str, property_names: Sequence[str]) -> Deviation:
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: each [[deviation]] must be a table, not {raw!r}")
@@ -216,30 +227,15 @@ def _entry(number: int, raw: Any, where: str, property_names: Sequence[str]) -> 
     where = f"{where} ({reason[:60]!r})"
     properties = None
     if "properties" in raw:
-        names = _listed(raw["properties"])
-        bad = [n for n in names if n not in property_names]
-        if bad or not names:
-            shown = repr(bad[0]) if bad else "an empty list"
-            valid = ", ".join(property_names)
-            raise UsageError(f"{where}: unknown property {shown}; valid properties: {valid}")
-        properties = tuple(names)
+        names = property_names
+        properties = _chosen(raw["properties"], names, where, "unknown property", "; valid properties")
     scope = {}
     for key, allowed in SCOPE_VALUES.items():
         if key in raw:
-            values = _listed(raw[key])
-            bad = [v for v in values if v not in allowed]
-            if bad or not values:
-                shown = repr(bad[0]) if bad else "an empty list"
-                raise UsageError(f"{where}: {key} {shown} is not valid; valid values: {', '.join(allowed)}")
-            scope[key] = tuple(values)
+            scope[key] = _chosen(raw[key], allowed, where, key, " is not valid; valid values")
     kinds = None
     if "kind" in raw:
-        values = _listed(raw["kind"])
-        bad = [v for v in values if v not in KINDS]
-        if bad or not values:
-            shown = repr(bad[0]) if bad else "an empty list"
-            raise UsageError(f"{where}: unknown kind {shown}; valid kinds: {', '.join(KINDS)}")
-        kinds = tuple(values)
+        kinds = _chosen(raw["kind"], tuple(KINDS), where, "unknown kind", "; valid kinds")
     cases = None
     if "cases" in raw:
         given = raw["cases"]
