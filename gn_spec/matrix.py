@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from gn_spec.checker import builtins
 from gn_spec.checker.builtins import BUILTINS, BY_NAME, BuiltinTarget
 from gn_spec.checker.options import UsageError
+from gn_spec.checker.runner import OUTSIDE_BOTH, SEQUENTIAL_ONLY, WITHIN_LOG_DEPTH, WITHIN_SEQUENTIAL
 
 
 @dataclass
@@ -170,13 +171,8 @@ def fill(row: Row, report: dict[str, Any]) -> None:
     row.counterexample = shortest[1] if shortest else ""
 
 
-#: The accuracy classes, worst first (gn_spec.checker.runner's names).
-_CLASS_ORDER = (
-    "outside both",
-    "within the sequential-summation bound only",
-    "within the sequential-summation bound",
-    "within the log-depth bound",
-)
+#: The accuracy classes, worst first.
+_CLASS_ORDER = (OUTSIDE_BOTH, SEQUENTIAL_ONLY, WITHIN_SEQUENTIAL, WITHIN_LOG_DEPTH)
 
 
 def run_matrix(
