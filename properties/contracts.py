@@ -23,6 +23,7 @@ from gn_spec.checker.failure_kinds import (
 )
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import Draw, Outcome, default_cases, failure_of, gn_property
+from gn_spec.checker.reproducer import BEFORE_IMPORT
 from gn_spec.checker.target import CheckConfig
 from gn_spec.checker.worker_process import CallResult
 from gn_spec.properties.agreement import has_backward
@@ -309,6 +310,21 @@ def repeated_calls_identical(probe: Probe, case: Case, draw: Draw) -> Outcome:
     )
 
 
+_TAMPER_REPRO = f"""
+from gn_spec.checker.worker_main import TamperGuard, watch_environment
+
+guard = TamperGuard()
+watch_environment(guard, API)  # what the worker fingerprints, before the target is imported
+{BEFORE_IMPORT}
+forward(x, num_groups, weight, bias, eps)
+if "backward" in globals():  # an API with gradients: the worker calls the backward too
+    backward(x, num_groups, weight, bias, eps, grad_output)
+changes = guard.changes()
+print("changed by importing or calling the target:", "; ".join(changes) or "nothing")
+assert not changes, "the target tampered with its environment: " + "; ".join(changes)
+"""
+
+
 def one_small_case(config: CheckConfig) -> st.SearchStrategy[Case]:
     return st.just(Case(shape=(2, 4, 3, 3) if config.api == "cs231n" else (2, 4, 3), num_groups=2))
 
@@ -331,5 +347,8 @@ def no_tampering(probe: Probe, case: Case, draw: Draw) -> Outcome:
     listed = "; ".join(f"{change} {when}" for change, when in list(seen.items())[:8])
     more = f" (and {len(seen) - 8} more)" if len(seen) > 8 else ""
     return Outcome(
-        ok=False, message=f"the target tampered with its environment: {listed}{more}", failure_kind=TAMPERED
+        ok=False,
+        repro=_TAMPER_REPRO,
+        message=f"the target tampered with its environment: {listed}{more}",
+        failure_kind=TAMPERED,
     )

@@ -19,8 +19,8 @@ FAULTY = ROOT / "tests" / "implementations" / "faulty"
 TARGETS = ROOT / "tests" / "targets"
 
 #: property -> (target, api, dtype) that fails it: a faulty catalogue entry where one does cheaply, else a
-#: purpose-written target in tests/targets/repro_targets.py.  no_tampering is left out: what it judges (the
-#: worker's fingerprints of numpy and gn_spec) is not something a standalone script can re-judge.
+#: purpose-written target in tests/targets/repro_targets.py (no_tampering: tests/targets/tamper_numpy.py,
+#: whose reproducer takes the worker's fingerprints before importing it).
 FAILING = {
     "forward_agreement": (f"{FAULTY}/np_eps_ignored.py:group_norm", "numpy", "float32"),
     "backward_agreement": (f"{FAULTY}/cs231n_missing_mean_term.py", "cs231n", "float32"),
@@ -38,6 +38,7 @@ FAILING = {
     "rejects_invalid_groups": (f"{TARGETS}/repro_targets.py:one_group_when_invalid", "numpy", "float32"),
     "gradient_shapes_and_dtypes": (f"{FAULTY}/cs231n_dgamma_keepdims.py", "cs231n", "float32"),
     "repeated_calls_identical": (f"{TARGETS}/repro_targets.py:drifts", "numpy", "float32"),
+    "no_tampering": (f"{TARGETS}/tamper_numpy.py:group_norm", "numpy", "float32"),
 }
 
 _results: dict[str, object] = {}
@@ -62,7 +63,7 @@ def run_script(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_every_property_with_a_reproducer_has_a_failing_target() -> None:
     from gn_spec.properties import catalogue
 
-    assert set(FAILING) == {p.name for p in catalogue()} - {"no_tampering"}
+    assert set(FAILING) == {p.name for p in catalogue()}
 
 
 @pytest.mark.parametrize("name", sorted(FAILING))
@@ -83,17 +84,15 @@ def test_reproducer_exits_1_and_prints_the_failure(name: str, tmp_path: Path) ->
 @pytest.mark.parametrize(
     "name, function",
     [("forward_agreement", "group_norm"), ("repeated_calls_identical", "drifts"),
-     ("rejects_invalid_groups", "one_group_when_invalid")],
+     ("rejects_invalid_groups", "one_group_when_invalid"), ("no_tampering", "group_norm")],
 )
 def test_reproducer_against_a_conforming_target_exits_0(name: str, function: str, tmp_path: Path) -> None:
     _, result = failing_result(name)
     script = result.reproducer
-    if name == "forward_agreement":
-        script = script.replace(str(FAULTY / "np_eps_ignored.py"), str(TARGETS / "repro_targets.py"))
-        script = script.replace("target = module.group_norm", "target = module.conforming")
-    else:
-        assert f"target = module.{function}\n" in script
-        script = script.replace(f"target = module.{function}\n", "target = module.conforming\n")
+    failing_file = FAILING[name][0].rpartition(":")[0]
+    script = script.replace(failing_file, str(TARGETS / "repro_targets.py"))
+    assert f"target = module.{function}\n" in script
+    script = script.replace(f"target = module.{function}\n", "target = module.conforming\n")
     done = run_script(script, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 

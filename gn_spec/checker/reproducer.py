@@ -305,8 +305,14 @@ def replay_command(config: CheckConfig, property_name: str | None = None) -> str
     return " ".join(shlex.quote(w) for w in words)
 
 
+#: A line of a property's reproducer body: what comes before it runs before the target is imported (``API``
+#: is then bound to the run's API), what follows it after the API's helpers.
+BEFORE_IMPORT = "# --- the lines above run before the target is imported ---\n"
+
+
 def build(config: CheckConfig, property_name: str, case: Case, body: str) -> str:
-    """The whole reproducer script for ``property_name`` failing on ``case`` (``body``: its part)."""
+    """The whole reproducer script for ``property_name`` failing on ``case`` (``body``: its part, which may
+    begin with lines to run before the target is imported, ended by :data:`BEFORE_IMPORT`)."""
     c = config
     command = replay_command(c, property_name)
     header = (
@@ -320,14 +326,18 @@ def build(config: CheckConfig, property_name: str, case: Case, body: str) -> str
         "double_backward_tolerances, forward_tolerance, judge)\n"
     )
     inputs = case.to_python(c.dtype).replace("import numpy as np\n", "")
+    early, _, body = textwrap.dedent(body).strip().rpartition(BEFORE_IMPORT)
+    if early:  # lines that must run before the target is imported (no_tampering's fingerprints)
+        early = f"API = {c.api!r}\n" + early + "\n"
     return (
         header
         + prelude
         + inputs
         + f"DTYPE = {c.dtype!r}\nCONTAINER = np.{CONTAINER[c.dtype].name}\n\n"
+        + early
         + target_import(c)
         + helpers(c, body)
         + "\n\n"
-        + textwrap.dedent(body).strip()
+        + body.strip()
         + "\n"
     )
