@@ -24,6 +24,10 @@ class Limits:
     large_every: int  # one draw in `large_every` is a large-group case (0: never)
     large_min: int  # smallest group size of a large case
     large_max: int  # largest group size of a large case
+    # ``--shapes pooled`` (targets that compile one program per shape): every property draws its shapes from
+    # one pool per run, ``pool_small`` shapes per spatial rank and ``pool_large`` large-group shapes per rank
+    pool_small: int = 8
+    pool_large: int = 1
 
 
 @dataclass(frozen=True)
@@ -69,17 +73,17 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             "quick",
-            Limits(2, 4, 4, 6, 0, 0, 0),
+            Limits(2, 4, 4, 6, 0, 0, 0, pool_small=4, pool_large=0),
             Budget(examples=12, work=1e6, shrink_failures=40, process_failures=1, shrink_work=1e6),
         ),
         Profile(
             "default",
-            Limits(3, 8, 6, 8, 12, 100_000, 250_000),
+            Limits(3, 8, 6, 8, 12, 100_000, 250_000, pool_small=8, pool_large=1),
             Budget(examples=260, work=2e7, shrink_failures=300, process_failures=4, shrink_work=1e7),
         ),
         Profile(
             "thorough",
-            Limits(4, 16, 8, 12, 6, 100_000, 1_200_000),
+            Limits(4, 16, 8, 12, 6, 100_000, 1_200_000, pool_small=24, pool_large=3),
             Budget(examples=600, work=1e8, shrink_failures=1000, process_failures=10, shrink_work=3e7),
         ),
     )

@@ -23,7 +23,9 @@ Data recipes (``Case.data``), each per (sample, group) block of m elements:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -261,34 +263,124 @@ def _check_args(profile: str, dtype: str, max_spatial_dims: int) -> None:
         raise InvalidArgument(f"max_spatial_dims={max_spatial_dims!r} must be in 0..3")
 
 
-@st.composite
-def _shape_and_groups(
-    draw: st.DrawFn, limits: Limits, spatial_dims: st.SearchStrategy[int]
-) -> tuple[tuple[int, ...], int]:
-    """(shape, num_groups) for a small case: G in 1..max_groups, C = G * (1..max_channels_per_group)."""
-    k = draw(spatial_dims)
-    n = draw(st.integers(1, limits.max_batch))
-    g = draw(st.integers(1, limits.max_groups))
-    cpg = draw(st.integers(1, limits.max_channels_per_group))
-    spatial = tuple(draw(st.integers(1, limits.max_extent)) for _ in range(k))
+#: pick(lo, hi): an integer in [lo, hi] (a Hypothesis draw, or a numpy Generator's for a shape pool).
+Pick = Callable[[int, int], int]
+
+
+def _small_shape(pick: Pick, limits: Limits, k: int) -> tuple[tuple[int, ...], int]:
+    """(shape, num_groups) for a small case of ``k`` spatial dims: G in 1..max_groups, C = G * (1..max
+    channels per group)."""
+    n = pick(1, limits.max_batch)
+    g = pick(1, limits.max_groups)
+    cpg = pick(1, limits.max_channels_per_group)
+    spatial = tuple(pick(1, limits.max_extent) for _ in range(k))
     return (n, g * cpg, *spatial), g
 
 
-@st.composite
-def _large_shape_and_groups(
-    draw: st.DrawFn, limits: Limits, spatial_dims: st.SearchStrategy[int]
-) -> tuple[tuple[int, ...], int]:
+def _large_shape(pick: Pick, limits: Limits, k: int) -> tuple[tuple[int, ...], int]:
     """(shape, num_groups) with group size m in [large_min, ~large_max]: N = 1, G and C/G at most 2."""
-    k = draw(spatial_dims)
-    g = draw(st.integers(1, 2))
-    cpg = draw(st.integers(1, 2))
+    g = pick(1, 2)
+    cpg = pick(1, 2)
     if k == 0:  # LayerNorm-like over a very wide channel axis
-        cpg = draw(st.integers(limits.large_min, limits.large_max))
+        cpg = pick(limits.large_min, limits.large_max)
         return (1, g * cpg), g
     lo = math.ceil((limits.large_min / cpg) ** (1.0 / k))
     hi = max(lo, math.floor((limits.large_max / cpg) ** (1.0 / k)))
-    spatial = tuple(draw(st.integers(lo, hi)) for _ in range(k))
+    spatial = tuple(pick(lo, hi) for _ in range(k))
     return (1, g * cpg, *spatial), g
+
+
+def _drawn(shape_of: Callable[[Pick, Limits, int], tuple[tuple[int, ...], int]], limits: Limits,
+           spatial_dims: st.SearchStrategy[int]) -> st.SearchStrategy[tuple[tuple[int, ...], int]]:
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[tuple[int, ...], int]:
+        k = draw(spatial_dims)
+        return shape_of(lambda lo, hi: draw(st.integers(lo, hi)), limits, k)
+
+    return build()
+
+
+#: What every rank's part of a shape pool holds at least once (when the profile's limits allow it): one group
+#: (LayerNorm), one channel per group (InstanceNorm), more than one sample, groups of one value.
+_POOL_FEATURES: tuple[Callable[[tuple[int, ...], int], bool], ...] = (
+    lambda shape, g: g == 1,
+    lambda shape, g: shape[1] == g and g > 1,
+    lambda shape, g: shape[0] > 1,
+    lambda shape, g: shape[1] == g and math.prod(shape[2:]) == 1 and shape[0] > 1,
+)
+
+
+#: One entry of a shape pool: (shape, num_groups, affine).
+PoolEntry = tuple[tuple[int, ...], int, str]
+
+
+@dataclass(frozen=True)
+class ShapePool:
+    """The structures of a ``--shapes pooled`` run: per spatial rank, ``small`` and ``large`` entries
+    (shape, num_groups, affine), each part smallest first (so that Hypothesis shrinks towards the smallest).
+    The affine form belongs to the entry because it too is compiled in (a module without a scale is another
+    program); each rank's small entries take the four forms in turn."""
+
+    small: dict[int, tuple[PoolEntry, ...]]
+    large: dict[int, tuple[PoolEntry, ...]]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.small.values()) + sum(len(v) for v in self.large.values())
+
+
+@functools.lru_cache(maxsize=8)
+def shape_pool(profile: str, seed: int) -> ShapePool:
+    """The pool of a ``--shapes pooled`` run of ``profile`` with ``seed``: per spatial rank 0..3, the
+    profile's ``pool_small`` shapes drawn as a small case draws its shape (the features of
+    :data:`_POOL_FEATURES` each present), and ``pool_large`` large-group shapes, the affine forms of
+    :data:`AFFINES` given in turn.
+
+    A target that compiles one program per shape (``jax.jit``) pays a compilation for every new structure;
+    with every property drawing from one pool, the run meets a few dozen instead of about a thousand, while
+    everything else of a case (data, eps, seed, gradients) is drawn as always.
+
+    >>> pool = shape_pool("quick", 0)
+    >>> len(pool.small[2]), pool.small[2] == shape_pool("quick", 0).small[2]
+    (4, True)
+    """
+    limits = PROFILES[profile].limits
+    rng = np.random.default_rng([seed, 0x5EA9E])
+
+    def pick(lo: int, hi: int) -> int:
+        return int(rng.integers(lo, hi + 1))
+
+    def entries(shapes: list[tuple[tuple[int, ...], int]], start: int) -> tuple[PoolEntry, ...]:
+        given = [(shape, g, AFFINES[(i + start) % len(AFFINES)]) for i, (shape, g) in enumerate(shapes)]
+        return tuple(sorted(given, key=lambda e: (math.prod(e[0]), e)))
+
+    small, large = {}, {}
+    for k in range(4):
+        start = pick(0, len(AFFINES) - 1)
+        shapes: list[tuple[tuple[int, ...], int]] = []
+        for feature in _POOL_FEATURES[: limits.pool_small]:
+            for _ in range(1000):  # a feature the limits allow turns up within a few dozen draws
+                candidate = _small_shape(pick, limits, k)
+                if feature(*candidate):
+                    shapes.append(candidate)
+                    break
+        while len(shapes) < limits.pool_small:
+            shapes.append(_small_shape(pick, limits, k))
+        small[k] = entries(shapes, start)
+        large[k] = entries([_large_shape(pick, limits, k) for _ in range(limits.pool_large)], start)
+    return ShapePool(small, large)
+
+
+def _shapes(
+    pooled: dict[int, tuple[PoolEntry, ...]] | None,
+    shape_of: Callable[[Pick, Limits, int], tuple[tuple[int, ...], int]],
+    limits: Limits,
+    spatial_dims: st.SearchStrategy[int],
+) -> st.SearchStrategy[tuple[tuple[int, ...], int, str | None]]:
+    """(shape, num_groups, affine) drawn by ``shape_of`` (affine None: drawn with the rest of the case), or
+    an entry of the pool's rank."""
+    if pooled is None:
+        return _drawn(shape_of, limits, spatial_dims).map(lambda s: (s[0], s[1], None))
+    return spatial_dims.flatmap(lambda k: st.sampled_from(pooled[k]))
 
 
 def case_strategy(
@@ -297,8 +389,12 @@ def case_strategy(
     *,
     max_spatial_dims: int = 3,
     four_d_only: bool = False,
+    pool: ShapePool | None = None,
 ) -> st.SearchStrategy[Case]:
     """Cases for ``profile`` ("quick" | "default" | "thorough") and ``dtype``.
+
+    ``pool``: the shapes come from it (:func:`shape_pool`, ``--shapes pooled``), each rank's and size
+    class's drawn as without it; everything else is drawn the same either way.
 
     Shapes have 0..max_spatial_dims spatial dims (exactly 2 with ``four_d_only``, the CS231n API); group
     counts 1, C and between; group sizes including 1 and non powers of two.  In "default" one case in 12 has
@@ -313,13 +409,13 @@ def case_strategy(
     _check_args(profile, dtype, max_spatial_dims)
     limits = PROFILES[profile].limits
     spatial_dims: st.SearchStrategy[int] = st.just(2) if four_d_only else st.integers(0, max_spatial_dims)
-    small = _shape_and_groups(limits, spatial_dims)
-    if limits.large_every:
+    small = _shapes(pool.small if pool else None, _small_shape, limits, spatial_dims)
+    if limits.large_every and not (pool and not limits.pool_large):
         if four_d_only:
             large_dims: st.SearchStrategy[int] = st.just(2)
         else:  # with no spatial dims a large group is a wide channel axis
             large_dims = st.integers(1, max_spatial_dims) if max_spatial_dims else st.just(0)
-        large = _large_shape_and_groups(limits, large_dims)
+        large = _shapes(pool.large if pool else None, _large_shape, limits, large_dims)
         shapes = st.integers(1, limits.large_every).flatmap(
             lambda i: large if i == limits.large_every else small
         )
@@ -329,7 +425,7 @@ def case_strategy(
 
     @st.composite
     def build(draw: st.DrawFn) -> Case:
-        shape, groups = draw(shapes)
+        shape, groups, pooled_affine = draw(shapes)
         data = draw(st.sampled_from(RECIPES))
         eps = draw(st.sampled_from(EPS_VALUES))
         top_offset = hi_offset
@@ -348,7 +444,7 @@ def case_strategy(
             shape=shape,
             num_groups=groups,
             eps=eps,
-            affine=draw(st.sampled_from(AFFINES)),
+            affine=pooled_affine or draw(st.sampled_from(AFFINES)),
             data=data,
             seed=draw(st.integers(0, 2**32 - 1)),
             log10_offset=log10_offset,

@@ -18,7 +18,7 @@ import gn_spec
 from gn_spec.checker.failure_kinds import WRONG_STRUCTURE
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import Draw, Outcome, failure_of, from_judgements, gn_property
-from gn_spec.checker.target import CheckConfig
+from gn_spec.checker.target import CheckConfig, pooled_shapes
 from gn_spec.error_model import backward_tolerances, double_backward_tolerances, forward_tolerance, judge
 from gn_spec.strategies import AFFINES, EPS_VALUES, Case
 
@@ -235,11 +235,18 @@ def single_value_cases(draw: st.DrawFn, config: CheckConfig) -> Case:
     else:
         spatial = draw(st.integers(0, 3))
     c = draw(st.integers(1, 8))
+    eps = draw(st.sampled_from(EPS_VALUES))
+    if config.api == "cs231n":
+        affine = "weight_bias"
+    elif pooled_shapes(config):  # the affine form goes with the shape, as in a shape pool's entries
+        affine = AFFINES[(c + spatial + (config.seed or 0)) % len(AFFINES)]
+    else:
+        affine = draw(st.sampled_from(AFFINES))
     return Case(
         shape=(1, c, *([1] * spatial)),
         num_groups=c,
-        eps=draw(st.sampled_from(EPS_VALUES)),
-        affine="weight_bias" if config.api == "cs231n" else draw(st.sampled_from(AFFINES)),
+        eps=eps,
+        affine=affine,
         data="wide",
         log10_scale=draw(st.integers(-2, 2)),
         seed=draw(st.integers(0, 2**32 - 1)),

@@ -46,6 +46,7 @@ def _config(name: str, options: tuple[str, ...], dtype: str = "float32", seed: i
         device="cpu",
         memory_format="contiguous",
         profile="quick",
+        shapes="auto",
         seed=seed,
         timeout=10.0,
         summation="log-depth",

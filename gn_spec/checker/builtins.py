@@ -84,7 +84,10 @@ class BuiltinTarget:
     ``compile_grace``: seconds added to the per-call timeout
     of the first call of each kind (operation, rank and which sizes are 0 or 1, which of
     weight/bias/cotangents are given), for a
-    target that compiles a graph per kind (torch.compile): compiling is not hanging.
+    target that compiles a graph per kind (torch.compile): compiling is not hanging; ``compiles_per_shape``:
+    why every new shape costs the target a compilation (then ``--shapes auto`` pools the run's shapes,
+    :func:`gn_spec.strategies.shape_pool`), empty when it does not; ``option_compiles``: the same, where it
+    depends on an option's value (``{"backend": {"jax": "..."}}``).
     """
 
     name: str
@@ -105,6 +108,8 @@ class BuiltinTarget:
     option_requires: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     option_dtypes: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     option_orders: Mapping[str, Mapping[str, tuple[tuple[str, ...], str]]] = field(default_factory=dict)
+    compiles_per_shape: str = ""
+    option_compiles: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert set(self.orders) <= set(ORDERS) and "forward" in self.orders, self.orders
@@ -124,6 +129,15 @@ class BuiltinTarget:
                 return narrowed
         return self.orders, self.no_gradients
 
+    def compiles_with(self, resolved: Sequence[str]) -> str:
+        """Why every new shape costs the target with its options ``resolved`` a compilation ("" if not)."""
+        for text in resolved:
+            key, _, value = text.partition("=")
+            why = self.option_compiles.get(key, {}).get(value)
+            if why is not None:
+                return why
+        return self.compiles_per_shape
+
     def option(self, name: str) -> TargetOption:
         for o in self.options:
             if o.name == name:
@@ -137,6 +151,7 @@ _KERAS_BACKENDS = ("jax", "torch", "tensorflow", "numpy")
 _ONNX_RUNTIMES = ("onnxruntime", "reference", "openvino")
 _FAST_VARIANCE = "one-pass E[x^2] - E[x]^2 variance (flax's default)"
 _ONNX_GRADIENTS = "an ONNX model is run, not differentiated, by its runtimes"
+_JIT = "each operation is a jax.jit program, compiled for every new shape"
 
 def _torch_target(
     name: str, calls: str, adapter: str, needs_compiler: bool = False, compile_grace: float = 0.0
@@ -221,6 +236,7 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         options=(
             TargetOption("use_fast_variance", bool, True, _FAST_VARIANCE),
         ),
+        compiles_per_shape=_JIT,
     ),
     BuiltinTarget(
         "flax.nnx.GroupNorm",
@@ -235,6 +251,7 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         options=(
             TargetOption("use_fast_variance", bool, True, _FAST_VARIANCE),
         ),
+        compiles_per_shape=_JIT,
     ),
     BuiltinTarget(
         "equinox.nn.GroupNorm",
@@ -245,6 +262,7 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         orders=ORDERS,
         dtypes=_ALL,
         layout="unbatched (C, *spatial), vmapped over N",
+        compiles_per_shape=_JIT,
     ),
     BuiltinTarget(
         "keras.layers.GroupNormalization",
@@ -271,6 +289,7 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         option_orders={
             "backend": {"numpy": (("forward",), "Keras' numpy backend has no automatic differentiation")}
         },
+        option_compiles={"backend": {"jax": _JIT}},
     ),
     _onnx_target(
         "onnx.GroupNormalization-18",

@@ -27,6 +27,8 @@ from gn_spec.profiles import PROFILE_NAMES, PROFILES
 
 #: The summation classes (gn_spec.error_model.SUMMATIONS, spelled here: the plugin imports this module).
 SUMMATIONS = ("log-depth", "sequential")
+#: How the cases' shapes are drawn (``--shapes``; gn_spec.strategies.shape_pool).
+SHAPES = ("auto", "free", "pooled")
 
 #: A field of CheckConfig: in the CLI, the pytest plugin, ``run_check`` and ``make_config``.
 CONFIG = "config"
@@ -234,6 +236,16 @@ OPTIONS: tuple[Option, ...] = (
         choices=MEMORY_FORMATS,
     ),
     Option("profile", _profile_help(), default="default", choices=PROFILE_NAMES),
+    Option(
+        "shapes",
+        "free: every case draws its shape anew; pooled: all properties draw their shapes from one pool per "
+        "seed (a few dozen shapes, each rank's with one group, one channel per group, several samples), for "
+        "a target that compiles one program per shape; auto (default): pooled for the built-in targets that "
+        "do (jax.jit), free otherwise",
+        default="auto",
+        choices=SHAPES,
+        omit_at_default=True,
+    ),
     Option(
         "seed",
         "seed of the run: the same seed repeats the run exactly "

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 from gn_spec.checker import failure_kinds
 from gn_spec.checker.probe import Probe
-from gn_spec.checker.target import CheckConfig
+from gn_spec.checker.target import CheckConfig, pooled_shapes
 from gn_spec.checker.worker_process import CallResult
 from gn_spec.error_model import Judgement
-from gn_spec.strategies import Case, case_strategy
+from gn_spec.strategies import Case, case_strategy, shape_pool
 
 #: ``draw(strategy)``: extra Hypothesis draws a property makes beyond the case (a shift, a permutation, ...).
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -112,6 +112,10 @@ def default_cases(config: CheckConfig, **constraints: Any) -> st.SearchStrategy[
     for 4-D and 5-D only, so under it the cases are 4-D or 5-D (5-D by filtering the general strategy).
     Single-value inputs (:func:`is_single_value_input`) are left to their own property.
     """
+    if pooled_shapes(config):
+        if config.seed is None:
+            raise ValueError("--shapes pooled: the pool is drawn from the run's seed, and none was given")
+        constraints["pool"] = shape_pool(config.profile, config.seed)
     if config.api == "cs231n":
         constraints["four_d_only"] = True
         strategy = case_strategy(config.profile, config.dtype, **constraints).map(

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gn_spec.checker.builtins import BY_NAME, BuiltinTarget
-from gn_spec.checker.target import CheckConfig
+from gn_spec.checker.target import CheckConfig, compiles_per_shape, pooled_shapes
 from gn_spec.error_model import format_error
 
 if TYPE_CHECKING:
@@ -253,11 +253,13 @@ class Report:
         return BY_NAME[t.location] if t.kind == "builtin" else None
 
     def target_lines(self) -> list[str]:
-        """What a built-in target's adapter called and did, for the report's header (empty otherwise)."""
+        """What a built-in target's adapter called and did, and how the shapes were drawn where they came
+        from a pool, for the report's header (empty otherwise)."""
+        lines = self._shape_lines()
         builtin = self.builtin
         if builtin is None:
-            return []
-        lines = [f"calls: {builtin.calls}"]
+            return lines
+        lines.append(f"calls: {builtin.calls}")
         if self.config.target_options:
             lines.append("options: " + " ".join(self.config.target_options))
         if builtin.eps_format is not None:
@@ -272,6 +274,19 @@ class Report:
             )
         lines += list(self.environment.get("adapter_notes") or [])
         return lines
+
+    def _shape_lines(self) -> list[str]:
+        from gn_spec.strategies import shape_pool
+
+        c = self.config
+        if not pooled_shapes(c) or c.seed is None:
+            return []
+        why = compiles_per_shape(c)
+        because = f" (--shapes auto: {why})" if c.shapes == "auto" and why else ""
+        return [
+            f"shapes: every property draws from one pool of {len(shape_pool(c.profile, c.seed))} shapes "
+            f"(seed {c.seed}){because}; --shapes free draws each case's shape anew"
+        ]
 
     @property
     def verdict_text(self) -> str:
@@ -318,6 +333,7 @@ class Report:
             "device": c.device,
             "memory_format": c.memory_format,
             "profile": c.profile,
+            "shapes": "pooled" if pooled_shapes(c) else "free",
             "summation": c.summation,
             "seed": c.seed,
             "verdict": self.verdict,

@@ -48,6 +48,7 @@ class CheckConfig:
     device: str
     memory_format: str
     profile: str
+    shapes: str  # "auto" | "free" | "pooled" as given; pooled_shapes() resolves auto
     seed: int | None
     timeout: float
     summation: str  # the summation class the verdict requires: "log-depth" or "sequential"
@@ -150,3 +151,18 @@ def make_config(target: str, **options: Any) -> CheckConfig:
     if resolved in ("numpy", "cs231n") and dtype == "bfloat16" and target != "reference":
         raise UsageError("--dtype bfloat16 needs --api torch: numpy has no bfloat16 dtype")
     return CheckConfig(**{**values, "target": parse_target(target, resolved), "api": resolved})
+
+
+def compiles_per_shape(config: CheckConfig) -> str:
+    """Why the target of ``config`` compiles a program for every new shape ("" when it does not)."""
+    if config.target.kind != "builtin":
+        return ""
+    return builtins.BY_NAME[config.target.location].compiles_with(config.target_options)
+
+
+def pooled_shapes(config: CheckConfig) -> bool:
+    """Whether the run's cases take their shapes from one pool (``--shapes``; auto: where the target compiles
+    per shape)."""
+    if config.shapes == "auto":
+        return bool(compiles_per_shape(config))
+    return config.shapes == "pooled"

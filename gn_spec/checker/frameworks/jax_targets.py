@@ -59,13 +59,20 @@ class JaxAdapter:
 
     A subclass supplies :meth:`apply`: ``apply(x, weight, bias, num_groups, eps) -> y`` building the module
     and calling it (``weight``/``bias`` None when the case has none); it is traced inside ``jax.jit`` with
-    ``num_groups`` and ``eps`` static, so one program is compiled per (shape, affine, num_groups, eps) and
-    reused for every later call that matches (the metamorphic properties call each shape more than once).
+    ``num_groups`` (and where :attr:`static` says so ``eps``) static, so one program is compiled per (shape,
+    affine, num_groups) and reused for every later call that matches (the metamorphic properties call each
+    shape more than once; ``--shapes pooled`` makes every property draw from one pool of shapes).
     """
 
     api = "framework"
     #: True when the framework takes channels last (Flax); False: (N, C, *spatial) as it is (Equinox).
     moves_channels = True
+    #: The arguments each compiled program is specialized on.  eps is traced where the module takes an
+    #: array for it (Flax: ``var + epsilon`` with a weakly typed scalar, the same float in the same format
+    #: as the constant; tests/frameworks checks the outputs bit for bit), so that the six eps of the cases
+    #: share one program; a module that holds eps as a static field (Equinox) or a layer built before
+    #: tracing (Keras) is specialized on it.
+    static: tuple[str, ...] = ("num_groups",)
 
     def __init__(self, target: Any, dtype: str, device: str, memory_format: str, options: dict[str, Any]):
         self.notes = enable_x64_if(dtype)
@@ -79,10 +86,11 @@ class JaxAdapter:
         if self.moves_channels:
             self.notes.append("channels moved last: (N, C, *spatial) -> (N, *spatial, C) and back")
         self.notes.append("each operation jax.jit-compiled (one program per shape, as in a training step)")
-        static = ("num_groups", "eps")
-        self._forward = jax.jit(self.apply, static_argnames=static)
-        self._backward = jax.jit(self._backward_fn, static_argnames=static)
-        self._double_backward = jax.jit(self._double_backward_fn, static_argnames=static)
+        if "eps" not in self.static:
+            self.notes.append("eps a traced argument of the compiled programs (one program for every eps)")
+        self._forward = jax.jit(self.apply, static_argnames=self.static)
+        self._backward = jax.jit(self._backward_fn, static_argnames=self.static)
+        self._double_backward = jax.jit(self._double_backward_fn, static_argnames=self.static)
 
     def apply(self, x: Any, weight: Any, bias: Any, num_groups: int, eps: float) -> Any:
         raise NotImplementedError
@@ -110,7 +118,9 @@ class JaxAdapter:
     def forward(self, call: Call, inputs: dict[str, Any]) -> dict[str, Any]:
         j = self._jax(inputs)
         self.stage.name = "forward"
-        y = self._forward(j["x"], j.get("weight"), j.get("bias"), num_groups=call.num_groups, eps=call.eps)
+        y = self._forward(
+            j["x"], j.get("weight"), j.get("bias"), num_groups=call.num_groups, eps=float(call.eps)
+        )
         return {"y": self._back(y)}
 
     def _backward_fn(self, x: Any, weight: Any, bias: Any, dy: Any, num_groups: int, eps: float) -> Any:
@@ -123,7 +133,8 @@ class JaxAdapter:
         j = self._jax(inputs)
         self.stage.name = "backward"
         y, (gx, gw, gb) = self._backward(
-            j["x"], j.get("weight"), j.get("bias"), j["grad_output"], num_groups=call.num_groups, eps=call.eps
+            j["x"], j.get("weight"), j.get("bias"), j["grad_output"],
+            num_groups=call.num_groups, eps=float(call.eps),
         )
         out = {"y": self._back(y), "grad_input": self._back(gx)}
         if "weight" in j:
@@ -154,7 +165,7 @@ class JaxAdapter:
         self.stage.name = "double_backward"
         ggo, gx, gw = self._double_backward(
             j["x"], j.get("weight"), j.get("bias"), j["grad_output"], cot,
-            num_groups=call.num_groups, eps=call.eps,
+            num_groups=call.num_groups, eps=float(call.eps),
         )
         out = {"grad_grad_output": self._back(ggo), "grad_x": self._back(gx)}
         if "weight" in j:
@@ -238,6 +249,7 @@ class EquinoxAdapter(JaxAdapter):
     weight (the module's own initial values); the one passed in is not differentiated."""
 
     moves_channels = False
+    static = ("num_groups", "eps")  # GroupNorm.eps is a static field: a traced one would be a warning
 
     def __init__(self, target: Any, dtype: str, device: str, memory_format: str, options: dict[str, Any]):
         import equinox

@@ -81,6 +81,8 @@ def _notes(backend: str, dtype: str) -> list[str]:
 class _KerasJax(JaxAdapter):
     """The jax backend: the layer's stateless_call traced inside jax.jit, differentiated by jax.vjp."""
 
+    static = ("num_groups", "eps")  # the layer, built before tracing, holds eps
+
     def __init__(self, keras: Any, notes: list[str], target: Any, dtype: str, options: dict[str, Any]):
         self.layers = _Layers(keras, dtype)
         super().__init__(target, dtype, "cpu", "contiguous", options)
