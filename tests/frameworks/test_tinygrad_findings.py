@@ -4,16 +4,16 @@ tinygrad runs on its interpreter device (DEV=PYTHON: its CPU device compiles wit
 fresh interpreter per call, since DEV fixes the default device for the process.  The module is
 ``x.reshape(N, G, -1).layernorm(eps)``, and ``Tensor.layernorm`` is ``y = x - mean(x)`` then
 ``y * (y*y).mean().add(eps).rsqrt()``, where ``Tensor.mean`` accumulates in float32 and casts its result back
-to the input's dtype: the mean and the variance are float16 values, eps is added and the reciprocal square root
-taken in float16, which SPEC section 3.2 forbids (mu and r in at least float32's precision).
+to the input's dtype: the mean and the variance are float16 values, eps is added and the reciprocal square
+root taken in float16, which SPEC section 3.2 forbids (mu and r in at least float32's precision).
 
 On Python 3.11 the interpreter device has no native float16 (its renderer drops ``half`` from its dtypes below
 Python 3.12), so tinygrad emulates it (``codegen/decomp/dtype.py``): inside a kernel float16 operations run in
 float32, a cast to float16 only clamps to +-inf beyond 65504, and a value is rounded to float16, subnormals
-flushed to zero ("NB: denormals are zero!"), where it is stored between kernels.  So the squares themselves are
-float32 here (``(y*y).float()`` is 90000 at y = 300), but their mean, cast to float16, overflows; and a mean or
-variance below 2**-14 that is stored between kernels becomes 0.  The gradients' rules (``RECIPROCAL``: -g*r*r)
-then overflow on the zero or tiny variance.
+flushed to zero ("NB: denormals are zero!"), where it is stored between kernels.  So the squares themselves
+are float32 here (``(y*y).float()`` is 90000 at y = 300), but their mean, cast to float16, overflows; and a
+mean or variance below 2**-14 that is stored between kernels becomes 0.  The gradients' rules
+(``RECIPROCAL``: -g*r*r) then overflow on the zero or tiny variance.
 
 Exact values: forwards by exact_gn (rationals, Decimal square root); gradients by mpmath at 50 digits from the
 closed-form first derivative dx = r (dy - mean(dy) - xhat mean(dy xhat)) (one group, no affine), the second
@@ -69,7 +69,8 @@ def _tinygrad(op: str, **spec: Any) -> dict[str, Any]:
     env = dict(os.environ, DEV="PYTHON")
     payload = json.dumps({"op": op, "dtype": "float16", **spec})
     done = subprocess.run(
-        [sys.executable, "-c", CALL, payload], env=env, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", CALL, payload],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
     )
     out = json.loads(done.stdout.strip().splitlines()[-1])  # json writes and reads NaN and inf as they are
     assert out["device"] == "PYTHON" and out["dtype"] == "dtypes.half", out
@@ -144,10 +145,8 @@ def test_float16_second_order_nan_where_finite() -> None:
     -29918.8], inside float16's range.  var + eps = 1.2e-5, so r = 286 and the reciprocal's gradient
     -g*r*r (8.2e4) overflows float16.
     """
-    x, dy, ggi, eps = (
-        [-5.049705505371094e-4, 2.44903564453125e-3], [-0.623046875, 0.04132080078125], [-2.32421875, -0.21875],
-        1e-5,
-    )
+    x = [-5.049705505371094e-4, 2.44903564453125e-3]
+    dy, ggi, eps = [-0.623046875, 0.04132080078125], [-2.32421875, -0.21875], 1e-5
     got = _tinygrad("second", x=x, dy=dy, ggi=ggi, eps=eps)["gx"]
     with mpmath.workdps(50):
         def contracted(x0: Any, x1: Any) -> Any:
