@@ -33,6 +33,7 @@ NAMES = (
     "onnx.GroupNormalization-18",
     "onnx.GroupNormalization-21",
     "openvino.GroupNormalization-12",
+    "tinygrad.nn.GroupNorm",
 )
 
 

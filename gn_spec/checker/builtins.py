@@ -316,6 +316,17 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         no_gradients="OpenVINO runs models; it does not differentiate them",
         eps_format=None,
     ),
+    BuiltinTarget(
+        "tinygrad.nn.GroupNorm",
+        "tinygrad.nn.GroupNorm(G, C, eps, affine) with its weight and bias set to the case's, on tinygrad's "
+        "PYTHON (interpreter) device, gradients by Tensor.gradient",
+        extra="tinygrad",
+        requires=("tinygrad",),
+        adapter="tinygrad_target:TinygradAdapter",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="(N, C, *spatial)",
+    ),
 )
 
 BY_NAME: Mapping[str, BuiltinTarget] = {t.name: t for t in BUILTINS}
