@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--dtypes", nargs="+", metavar="DTYPE", choices=DTYPE_NAMES, help="only these dtypes")
     matrix.add_argument("--profile", default="default", choices=PROFILE_NAMES, help="each row's profile")
     matrix.add_argument("--seed", type=int, default=0, help="each row's seed (default: 0)")
-    matrix.add_argument("--timeout", type=float, default=10.0, help="per-call timeout of each row's check")
+    matrix.add_argument("--timeout", type=float, help="per-call timeout of each row's check (default: each "
+                        "target's, as gn-spec check sets it)")
     matrix.add_argument("--row-timeout", type=float, default=1800.0, help="seconds one row may take")
     matrix.add_argument("--jobs", type=int, default=1, help="rows run at a time (default: 1)")
     matrix.add_argument("--markdown", metavar="PATH", help="write the table as Markdown to PATH")

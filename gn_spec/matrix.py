@@ -109,8 +109,9 @@ def plan(
     return rows, skipped
 
 
-def run_row(row: Row, profile: str, seed: int, timeout: float, row_timeout: float) -> Row:
-    """Run one row's ``gn-spec check`` and fill in what its JSON report says."""
+def run_row(row: Row, profile: str, seed: int, timeout: float | None, row_timeout: float) -> Row:
+    """Run one row's ``gn-spec check`` and fill in what its JSON report says (``timeout`` None: each
+    target's own default)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "report.json")
         args = [sys.executable, "-m", "gn_spec.cli", "check", row.target, "--dtype", row.dtype]
@@ -121,8 +122,7 @@ def run_row(row: Row, profile: str, seed: int, timeout: float, row_timeout: floa
             profile,
             "--seed",
             str(seed),
-            "--timeout",
-            f"{timeout:g}",
+            *(("--timeout", f"{timeout:g}") if timeout is not None else ()),
             "--json",
             path,
             "--quiet",
@@ -180,7 +180,7 @@ def run_matrix(
     *,
     profile: str,
     seed: int,
-    timeout: float,
+    timeout: float | None,
     jobs: int,
     row_timeout: float,
     progress: TextIO | None = None,

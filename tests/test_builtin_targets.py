@@ -262,3 +262,14 @@ def test_torch_compile_gets_a_compile_grace_once_per_call_kind() -> None:
     assert WorkerProcess(_config("flax.linen.GroupNorm", ("use_fast_variance=true",)))._grace(
         request("forward", (2, 4, 3))
     ) == 0
+
+
+def test_a_slow_target_gets_its_own_timeout_unless_one_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tinygrad's interpreter device needs minutes for a large second order: 10 s would report hangs."""
+    slow = BY_NAME["tinygrad.nn.GroupNorm"]
+    assert slow.call_timeout and slow.call_timeout > 300
+    monkeypatch.setattr(builtins, "check_runnable", lambda *a, **k: None)  # tinygrad need not be installed
+    assert make_config("tinygrad.nn.GroupNorm", seed=0).timeout == slow.call_timeout
+    assert make_config("tinygrad.nn.GroupNorm", seed=0, timeout=5.0).timeout == 5.0
+    assert make_config("reference", seed=0).timeout == 10.0
+    assert "--timeout 600" in replay_command(make_config("tinygrad.nn.GroupNorm", seed=0))

@@ -87,7 +87,8 @@ class BuiltinTarget:
     target that compiles a graph per kind (torch.compile): compiling is not hanging; ``compiles_per_shape``:
     why every new shape costs the target a compilation (then ``--shapes auto`` pools the run's shapes,
     :func:`gn_spec.strategies.shape_pool`), empty when it does not; ``option_compiles``: the same, where it
-    depends on an option's value (``{"backend": {"jax": "..."}}``).
+    depends on an option's value (``{"backend": {"jax": "..."}}``); ``call_timeout``: the per-call timeout
+    of a target that is slow by design (an interpreter device), used where ``--timeout`` is not given.
     """
 
     name: str
@@ -109,6 +110,7 @@ class BuiltinTarget:
     option_dtypes: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     option_orders: Mapping[str, Mapping[str, tuple[tuple[str, ...], str]]] = field(default_factory=dict)
     compiles_per_shape: str = ""
+    call_timeout: float | None = None
     option_compiles: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -326,6 +328,9 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         orders=ORDERS,
         dtypes=_ALL,
         layout="(N, C, *spatial)",
+        # the interpreter device takes ~0.9 ms an element for the second order: ~220 s on the default
+        # profile's largest groups (2.5e5 elements), measured on 2 cores (tinygrad_target.py)
+        call_timeout=600.0,
     ),
 )
 
@@ -465,6 +470,7 @@ def listing() -> list[dict[str, str]]:
                 "dtypes": ", ".join(t.dtypes),
                 "layout": t.layout,
                 "options": " ".join("--target-option " + o.shown() for o in t.options) or "-",
+                "timeout": f"{t.call_timeout:g} s a call (slow by design)" if t.call_timeout else "-",
                 "calls": t.calls,
             }
         )

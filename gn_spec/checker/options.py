@@ -27,6 +27,8 @@ from gn_spec.profiles import PROFILE_NAMES, PROFILES
 
 #: The summation classes (gn_spec.error_model.SUMMATIONS, spelled here: the plugin imports this module).
 SUMMATIONS = ("log-depth", "sequential")
+#: The per-call timeout where neither --timeout nor the built-in target sets one (seconds).
+DEFAULT_TIMEOUT = 10.0
 #: How the cases' shapes are drawn (``--shapes``; gn_spec.strategies.shape_pool).
 SHAPES = ("auto", "free", "pooled")
 
@@ -257,8 +259,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "timeout",
-        "seconds one call of TARGET may take before it counts as a hang",
-        default=10.0,
+        f"seconds one call of TARGET may take before it counts as a hang (default: {DEFAULT_TIMEOUT:g}, or a "
+        "slow built-in target's own: `gn-spec targets` shows it)",
         convert=float,
         normalize=_seconds,
         expected="a positive finite number of seconds, e.g. 10 or 0.5",

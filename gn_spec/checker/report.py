@@ -267,6 +267,11 @@ class Report:
                 f"eps: the target stores eps as a {builtin.eps_format} number: each case's eps is rounded to "
                 f"{builtin.eps_format} and the reference uses that eps (the format's rounding, not a defect)"
             )
+        if builtin.call_timeout and self.config.timeout == builtin.call_timeout:
+            lines.append(
+                f"timeout: {builtin.call_timeout:g} s a call, this target's own (it is slow by design); "
+                "--timeout sets another"
+            )
         if builtin.compile_grace:
             lines.append(
                 f"timeout: the first call of each kind (operation, rank, sizes of 0 or 1, inputs given) may "

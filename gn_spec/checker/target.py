@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gn_spec.checker import builtins
-from gn_spec.checker.options import CONFIG, options_in, validated
+from gn_spec.checker.options import CONFIG, DEFAULT_TIMEOUT, options_in, validated
 from gn_spec.checker.options import UsageError as UsageError  # its home was here; kept importable
 
 #: The pair of functions a ``--api cs231n`` target must define.
@@ -50,7 +50,7 @@ class CheckConfig:
     profile: str
     shapes: str  # "auto" | "free" | "pooled" as given; pooled_shapes() resolves auto
     seed: int | None
-    timeout: float
+    timeout: float  # resolved: --timeout, else the built-in target's call_timeout, else DEFAULT_TIMEOUT
     summation: str  # the summation class the verdict requires: "log-depth" or "sequential"
     deviations: str | None  # the deviations file's path (gn_spec.checker.deviations reads it)
     deviations_strict: bool
@@ -139,6 +139,8 @@ def make_config(target: str, **options: Any) -> CheckConfig:
     resolved = resolve_api(target, values["api"])
     device, dtype = values["device"], values["dtype"]
     builtin = builtins.BY_NAME.get(target)
+    if values["timeout"] is None:
+        values["timeout"] = builtin.call_timeout if builtin and builtin.call_timeout else DEFAULT_TIMEOUT
     if builtin is not None:
         values["target_options"] = builtins.resolve_options(builtin, values["target_options"])
         builtins.check_runnable(builtin, dtype, device, values["memory_format"], values["target_options"])

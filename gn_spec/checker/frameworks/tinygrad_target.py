@@ -24,7 +24,8 @@ zero) where a value is stored between kernels; what the checker sees at those dt
 Speed (measured on 2 shared cores): a new shape costs ~1.5 s of scheduling and code generation; then about
 65 us an element forward, 180 us backward and 870 us second order (x of 10^5 elements: 7 s, 18 s, 87 s), so
 ``--profile quick`` takes 2-5 minutes and the default profile's largest shapes (~2.5·10^5 elements) need
-``--timeout 300`` instead of the default 10 s (at 10 s its forward already reports a hang).
+minutes a call: at the usual 10 s its forward already reported a hang, so the registry gives this target a
+600 s per-call timeout of its own (``call_timeout``; ``--timeout`` overrides it).
 """
 
 from __future__ import annotations
