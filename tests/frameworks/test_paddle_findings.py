@@ -56,7 +56,8 @@ def _exact_grads(x: np.ndarray, dy: np.ndarray, weight: np.ndarray | None) -> tu
         xs, ws = args[:n], args[n:]
         mean = mp.fsum(xs) / n
         sigma = mp.sqrt(mp.fsum((v - mean) ** 2 for v in xs) / n + mp.mpf(EPS))
-        return mp.fsum(d * ws[i // length] * (v - mean) / sigma for i, (v, d) in enumerate(zip(xs, dys)))
+        terms = enumerate(zip(xs, dys, strict=True))
+        return mp.fsum(d * ws[i // length] * (v - mean) / sigma for i, (v, d) in terms)
 
     point = flat + w0
     grads = [
