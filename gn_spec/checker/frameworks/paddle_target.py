@@ -52,6 +52,7 @@ class PaddleAdapter:
         paddle.set_device("cpu")
         self.paddle, self.F = paddle, F
         self.target, self.dtype = target, dtype
+        self.pdtype = getattr(paddle, dtype)
         self.data_format = options["data_format"]
         self.moves_channels = self.data_format == "NHWC"
         self.stage = Stage()
@@ -75,7 +76,7 @@ class PaddleAdapter:
         for name, a in inputs.items():
             if self.moves_channels and name in _LIKE_X:
                 a = channels_last(a)
-            t = self.paddle.to_tensor(np.ascontiguousarray(a), dtype=self.dtype, place="cpu")
+            t = self.paddle.to_tensor(np.ascontiguousarray(a), dtype=self.pdtype, place="cpu")
             t.stop_gradient = name not in differentiated
             out[name] = t
         return out
