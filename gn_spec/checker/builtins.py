@@ -72,7 +72,7 @@ class BuiltinTarget:
     ``extra``: the gn-spec extra that installs it; ``requires``: the distributions it needs (the first is the
     framework whose version is shown); ``adapter``: ``module:Class`` of its adapter (relative to
     :mod:`gn_spec.checker.frameworks`); ``orders``: what of :data:`ORDERS` it supports; ``no_gradients``: why
-    it has no derivatives, where it has none; ``layout``: the layout the framework takes; ``api``:
+    it lacks the orders of :data:`ORDERS` it lacks; ``layout``: the layout the framework takes; ``api``:
     ``"torch"`` when it returns torch tensors and is differentiated by torch.autograd, else ``"framework"``
     (the adapter returns numpy arrays); ``eps_format``: the format the framework stores eps in where that is
     not the dtype under test (ONNX's epsilon attribute is a 32-bit float), so that the cases' eps is rounded
@@ -103,6 +103,7 @@ class BuiltinTarget:
     options: tuple[TargetOption, ...] = ()
     devices: tuple[str, ...] = ("cpu",)
     no_gradients: str = ""
+    dtypes_note: str = ""
     eps_format: str | None = None
     needs_compiler: bool = False
     compile_grace: float = 0.0
@@ -116,7 +117,7 @@ class BuiltinTarget:
     def __post_init__(self) -> None:
         assert set(self.orders) <= set(ORDERS) and "forward" in self.orders, self.orders
         assert set(self.dtypes) <= set(FORMAT_NAMES), self.dtypes
-        assert self.orders == ("forward",) or not self.no_gradients
+        assert (self.orders == ORDERS) == (not self.no_gradients), (self.name, self.no_gradients)
 
     @property
     def framework(self) -> str:
@@ -332,6 +333,28 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
         # profile's largest groups (2.5e5 elements), measured on 2 cores (tinygrad_target.py)
         call_timeout=600.0,
     ),
+    BuiltinTarget(
+        "paddle.nn.functional.group_norm",
+        "paddle.nn.functional.group_norm(x, num_groups=G, epsilon=eps, weight, bias, data_format), eager "
+        "mode, gradients by paddle.grad",
+        extra="paddle",
+        requires=("paddlepaddle",),
+        adapter="paddle_target:PaddleAdapter",
+        orders=("forward", "backward"),
+        no_gradients="paddle registers no grad op for group_norm_grad: paddle.grad(create_graph=True) raises",
+        dtypes=("float32", "float64"),
+        dtypes_note="paddle's CPU group_norm kernel is registered for float32 and float64 only",
+        layout="(N, C, *spatial) with data_format=NCHW; (N, *spatial, C) with NHWC",
+        options=(
+            TargetOption(
+                "data_format",
+                str,
+                "NCHW",
+                "paddle's data_format: NCHW (channels second) or NHWC (the adapter moves the channels last)",
+                choices=("NCHW", "NHWC"),
+            ),
+        ),
+    ),
 )
 
 BY_NAME: Mapping[str, BuiltinTarget] = {t.name: t for t in BUILTINS}
@@ -401,8 +424,10 @@ def check_runnable(
     :func:`resolve_options`): not installed, a dtype or device it does not support, a memory format it has
     no layout for, no C++ compiler for torch.compile on the CPU."""
     if dtype not in target.dtypes:
+        why = f" ({target.dtypes_note})" if target.dtypes_note else ""
         raise UsageError(
             f"TARGET {target.name} does not support --dtype {dtype}; its dtypes: {', '.join(target.dtypes)}"
+            + why
         )
     for text in resolved:
         key, _, value = text.partition("=")
@@ -451,6 +476,15 @@ def compiler() -> str | None:
     return None
 
 
+def _lacking(target: BuiltinTarget) -> str:
+    """`` (no second order: why)`` for a target that has some derivatives but not all (a forward-only
+    target's reason is its own line of the report)."""
+    if target.orders in (ORDERS, ("forward",)):
+        return ""
+    lacking = ", ".join(o for o in ORDERS if o not in target.orders)
+    return f" (no {lacking}: {target.no_gradients})"
+
+
 def listing() -> list[dict[str, str]]:
     """One row per built-in target for ``gn-spec targets`` (versions from importlib.metadata only)."""
     rows = []
@@ -462,12 +496,12 @@ def listing() -> list[dict[str, str]]:
             {
                 "name": t.name,
                 "framework": installed,
-                "supports": ", ".join(t.orders) + "".join(
+                "supports": ", ".join(t.orders) + _lacking(t) + "".join(
                     f" ({key}={value}: {', '.join(orders)} only)"
                     for key, by_value in t.option_orders.items()
                     for value, (orders, _) in by_value.items()
                 ),
-                "dtypes": ", ".join(t.dtypes),
+                "dtypes": ", ".join(t.dtypes) + (f" ({t.dtypes_note})" if t.dtypes_note else ""),
                 "layout": t.layout,
                 "options": " ".join("--target-option " + o.shown() for o in t.options) or "-",
                 "timeout": f"{t.call_timeout:g} s a call (slow by design)" if t.call_timeout else "-",
