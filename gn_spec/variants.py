@@ -780,7 +780,9 @@ def diagnose(
     and so does a one-pass variance that came out negative), so both tests compare where the variant gives a
     number only.  A variant judged in another precision (float32 for float64 input), whose bounds
     take GN's values too, is named only when the observed output carries its mark (``Variant.signature``).
-    Returns [] when nothing fits.
+    The one-pass family (:class:`OnePassVariant`) is named when one of its members fits and the others do not
+    (:func:`_one_pass_diagnoses`), and no formula variant fits too: a cancelled variance can take many
+    values, so an output that a formula also explains singles out neither. Returns [] when nothing fits.
     """
     scorer = scorer or ErrorModelScorer()
     obs = _as_float64(observed)
@@ -809,8 +811,12 @@ def diagnose(
         ratio = v.match(obs, example, scorer)
         if ratio <= 1.0:
             found.append(Diagnosis(v.name, f"the output matches GN with {v.explains}", ratio))
-    found += _one_pass_diagnoses(obs, example, scorer, one_pass)
-    return sorted(found, key=lambda d: d.ratio)
+    passes = _one_pass_diagnoses(obs, example, scorer, one_pass)
+    if passes and found:
+        # a one-pass variance and a formula both explain the output: the evidence does not single either out
+        # (a cancelled variance can be any value in its envelope, e.g. 0, as eps used as a floor gives)
+        return []
+    return sorted(found + passes, key=lambda d: d.ratio)
 
 
 def _one_pass_diagnoses(observed: np.ndarray, example: Counterexample, scorer: Scorer,
