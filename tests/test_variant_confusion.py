@@ -126,9 +126,10 @@ def _one_pass_impl(x, g, w, b, eps, rule):
 @pytest.mark.parametrize("rule", ["clamped", "unclamped", "inv_std_one"])
 def test_one_pass_implementations_are_named_for_what_the_evidence_shows(rule: str, seed: int) -> None:
     """The one-pass family against the whole library: a float32 one-pass implementation on offset data
-    (x ~ 30 +- 1e-2, where the variance 1e-4 > eps cancels) is diagnosed as a one-pass variant and as no Piece variant;
-    as "unclamped" only with a NaN block, as Apex's rule only with a block normalized by 1, and as "clamped"
-    otherwise (the nested outputs: a variance that did not go negative is all the others show there)."""
+    (x ~ 30 +- 1e-2, where the variance 1e-4 > eps cancels) is diagnosed as a one-pass variant and as no
+    Piece variant; as "unclamped" only with a NaN block, as Apex's rule only with a block normalized by 1, and
+    as "clamped" otherwise (the outputs nest: a variance that did not go negative is all the others show
+    there)."""
     rng = np.random.default_rng(seed)
     x = round_to_dtype(30.0 + 1e-2 * rng.standard_normal((2, 4, 3)), "float32")
     w = round_to_dtype(rng.uniform(0.5, 2.0, 4) * np.array([1, -1, 1, -1]), "float32")
@@ -159,5 +160,6 @@ def test_a_one_pass_output_that_a_piece_variant_also_explains_is_not_named() -> 
     example = V.Counterexample(x, 2, w, b, 1e-5, "float32")
     clamp = V.VARIANTS_BY_NAME["eps_as_clamp"]
     assert clamp.match(observed, example, score) <= 1.0  # eps as a floor explains it ...
-    assert V.VARIANTS_BY_NAME["one_pass_clamped"].match(observed, example, score) <= 1.0  # ... and so does this
+    one_pass = V.VARIANTS_BY_NAME["one_pass_clamped"]
+    assert one_pass.match(observed, example, score) <= 1.0  # ... and so does the one-pass variance
     assert V.diagnose(observed, x, 2, w, b, 1e-5, dtype="float32") == []
