@@ -232,3 +232,19 @@ def test_fused_uncentred_output_conforms(dtype, scale):
     example = V.Counterexample(x, 2, w, b, 1e-5, dtype)
     assert score(y, gn_spec.group_norm(x, 2, w, b, 1e-5), example, "output") <= 1.0
     assert _names(y, x, 2, w, b, dtype=dtype) == []
+
+
+@pytest.mark.parametrize("x,eps,dtype", [
+    (np.array([[300.0, 301.0]]), 1e-5, "float16"),  # onnx.reference GN-18: X*X overflows float16
+    (np.full((1, 5), -1.9326171875), 1e-10, "float32"),  # GN-21: a constant group's E[x^2] - E[x]^2 < 0
+    (np.full((1, 147), 767343.5625), 1e-5, "float32"),  # GN-21 with float64 statistics, the same
+])
+def test_onnx_nan_counterexamples_are_one_pass_unclamped(x, eps, dtype):
+    assert _names(np.full(x.shape, np.nan), x, 1, eps=eps, dtype=dtype) == ["one_pass_unclamped"]
+
+
+def test_openvino_constant_group_error_is_not_a_one_pass_variance():
+    """OpenVINO's constant group of 1.257 giving 0.0197: the error is in the mean (x - mu != 0), which no
+    per-block factor of (x - mu) = 0 produces, so nothing is named."""
+    x = np.full((1, 1, 1000), 1.257)
+    assert _names(np.full(x.shape, 0.0197), x, 1) == []
