@@ -37,6 +37,7 @@ import numpy as np
 
 import gn_spec
 from gn_spec import error_model
+from gn_spec.formats import format_of, round_to
 from gn_spec.layout import block_rows
 
 #: A backward variant: (grad_output, x, num_groups, weight, eps) -> (grad_input, grad_weight, grad_bias).
@@ -376,6 +377,43 @@ def _computed_in_float32(x: np.ndarray, num_groups: int, weight: Any, bias: Any,
     return [Piece(_positions(x), f32(x), num_groups, w, b, float(np.float32(eps)))]
 
 
+def _scaled_blocks(x: np.ndarray, num_groups: int, weight: np.ndarray | None, bias: np.ndarray | None,
+                   eps: float, factor: np.ndarray) -> list[Piece]:
+    """GN whose block (n, g) is normalized by factor[n, g] in place of r = 1/sqrt(var + eps): one piece per
+    block, y = weight[c] * (x - mu) * factor + bias[c].
+
+    The piece is the block's own GN with its weight multiplied by factor / r, so the reference computes the
+    values and the error model judges them with the block's statistics. factor 0 gives the bias; a block
+    whose r is not finite (constant, eps = 0) has x - mu = 0, and keeps GN's piece.
+    """
+    var = _block_variance(x, num_groups)
+    pieces = _block_by_block(x, num_groups, weight, bias, np.full(var.shape, eps))
+    out = []
+    for p, f, v in zip(pieces, factor.reshape(-1), var.reshape(-1), strict=True):
+        if v + eps > 0.0 and np.isfinite(f):
+            w = np.ones(p.x.shape[1]) if p.weight is None else p.weight
+            p = Piece(p.index, p.x, 1, w * (f * np.sqrt(v + eps)), p.bias, p.eps)
+        out.append(p)
+    return out
+
+
+def _squares_in_float16(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
+    """GN whose variance is the mean of the deviations' squares each rounded to float16 (as tinygrad forms
+    (x - mu) * (x - mu) in the tensor's float16 before a float32 mean).
+
+    var16 = mean(fl16((x - mu)^2)): a square at or above 65520 rounds to inf, so a block with a deviation of
+    about 256 or more gets r = 0 and outputs its bias; squares below 2**-25 round to 0. Each block is GN
+    normalized by 1/sqrt(var16 + eps) (the float32 mean's own rounding is below GN's float16 tolerance).
+    """
+    b = block_rows(x, num_groups)
+    d = b - b.mean(axis=-1, keepdims=True) if b.shape[-1] else b
+    with np.errstate(over="ignore"):
+        var16 = round_to(d * d, "float16").astype(np.float64).mean(axis=-1) if b.shape[-1] else d.sum(-1)
+    with np.errstate(divide="ignore"):
+        factor = np.where(np.isinf(var16), 0.0, 1.0 / np.sqrt(var16 + eps))
+    return _scaled_blocks(x, num_groups, weight, bias, eps, factor)
+
+
 def _nan_replaced_by_zero(x: np.ndarray, num_groups: int, weight: Any, bias: Any, eps: float) -> list[Piece]:
     """GN with NaN outputs replaced by 0 (numpy.nan_to_num), instead of propagated: GN's piece, then post."""
     return _whole(x, num_groups, weight, bias, eps)
@@ -387,6 +425,10 @@ def _zero_nan(y: np.ndarray) -> np.ndarray:
 
 def _has_non_finite(example: Counterexample) -> bool:
     return not bool(np.isfinite(example.x).all())
+
+
+def _finite_float16(example: Counterexample) -> bool:
+    return example.dtype == "float16" and not _has_non_finite(example)
 
 
 def _float32_numbers(observed: np.ndarray) -> bool:
@@ -420,14 +462,16 @@ FORWARD_VARIANTS: tuple[Variant, ...] = (
             signature=_float32_numbers),
     Variant("nan_replaced_by_zero", "NaN outputs replaced by 0 instead of propagated", _nan_replaced_by_zero,
             post=_zero_nan, applies=_has_non_finite),
+    Variant("squares_in_float16", "the squared deviations rounded to float16 before they are averaged "
+            "(a square of 65520 or more is inf, and the block gives its bias)", _squares_in_float16,
+            applies=_finite_float16),
 )
 
-#: The variants by name.
-VARIANTS_BY_NAME: dict[str, Variant] = {v.name: v for v in FORWARD_VARIANTS}
+_FORWARD_BY_NAME: dict[str, Variant] = {v.name: v for v in FORWARD_VARIANTS}
 
 
 def _public(name: str) -> Callable[..., np.ndarray]:
-    variant = VARIANTS_BY_NAME[name]
+    variant = _FORWARD_BY_NAME[name]
 
     def forward(x: Any, num_groups: int, weight: Any = None, bias: Any = None,
                 eps: float = 1e-5) -> np.ndarray:
@@ -454,6 +498,136 @@ affine_ignored = _public("affine_ignored")
 channels_last_without_permute = _public("channels_last_without_permute")
 computed_in_float32 = _public("computed_in_float32")
 nan_replaced_by_zero = _public("nan_replaced_by_zero")
+squares_in_float16 = _public("squares_in_float16")
+
+
+# --------------------------------------------------------------------------------------------------------
+# forward variants with a rounding-dependent variance: the one-pass family
+
+
+def _one_pass_envelope(x: np.ndarray, num_groups: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per block, (var, E): the exact variance and a bound on |var' - var| for var' = E[x^2] - E[x]^2
+    evaluated in floating point, in any summation order.
+
+    The sums are accumulated in the format's accumulation precision u_a (float32 for 16-bit input, as
+    frameworks do; SPEC.md section 3.2), and up to four intermediates (the mean, the mean of squares, the
+    square of the mean, their difference) may be stored in the input's format, unit u (Flax on float16 input
+    rounds its mean so). With A = mean(|x|) and E2 = mean(x^2): in u_a, the mean of squares errs by at most
+    gamma_{m+1} E2 (a rounding per square, m - 1 additions, a division), the mean by gamma_m A, its square
+    then by about gamma_{2m+1} A^2, and the difference by u_a |E2' - M'^2|; so gamma_{2m+4} (E2 + A^2)
+    bounds them, where gamma_k = k u_a / (1 - k u_a) (inf once k u_a >= 1). Each rounding to the input's
+    format adds at most u (E2 + A^2) to first order: E = (gamma_{2m+4} + 4 u) (E2 + A^2).
+    """
+    b = block_rows(x, num_groups)
+    m = b.shape[-1]
+    var = _block_variance(x, num_groups)
+    if m == 0:
+        return var, np.zeros_like(var)
+    fmt = format_of(dtype)
+    ua = fmt.accumulation_roundoff
+    k = 2 * m + 4
+    gamma = k * ua / (1.0 - k * ua) if k * ua < 1.0 else np.inf
+    return var, (gamma + 4.0 * fmt.unit_roundoff) * ((b * b).mean(axis=-1) + np.abs(b).mean(axis=-1) ** 2)
+
+
+@dataclass(frozen=True)
+class OnePassVariant:
+    """A variant whose variance is the one-pass E[x^2] - E[x]^2 of floating-point arithmetic, and what it
+    does with the result: ``rule`` "unclamped" (a value below -eps gives NaN), "clamped" (max(var', 0)) or
+    "inv_std_one" (r = 1 where var' <= 0, as Apex's kernels do).
+
+    Its output is not one formula: var' depends on the summation order and the precision of accumulation.
+    What every such output shares is its shape: each block is GN's (x - mu) times one factor r' (or NaN), with
+    r' = 1/sqrt(v + eps) for a v within the one-pass error bound of the block's variance
+    (:func:`_one_pass_envelope`). So :meth:`match` fits that factor to the observed block, takes the nearest
+    factor the rule allows, and judges the observed block against GN normalized by it with the error model
+    (:func:`_scaled_blocks`), exactly as a Piece variant is judged. There are no exact values to compare with
+    GN's; the diagnosis asks instead that no other variant fits the same evidence (:func:`diagnose`).
+    """
+
+    name: str
+    explains: str
+    rule: str
+
+    def applies(self, example: Counterexample) -> bool:
+        return not _has_non_finite(example)
+
+    def _candidates(self, s_fit: float, var: float, bound: float, eps: float) -> list[float]:
+        """The factors the rule allows for a block that is nearest to s_fit (NaN: a NaN block)."""
+        lo, hi = var - bound, var + bound
+        out = []
+        floor = lo if self.rule == "unclamped" else max(lo, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_lo = 1.0 / np.sqrt(hi + eps)
+            s_hi = 1.0 / np.sqrt(floor + eps) if floor + eps > 0.0 else np.inf
+        if self.rule == "inv_std_one" and floor == 0.0 and lo <= 0.0:
+            # r' = 1/sqrt(v + eps) for v > 0 only: v = 0 itself gives 1, not 1/sqrt(eps)
+            out.append(1.0)
+        out.append(float(np.clip(s_fit, s_lo, s_hi)) if np.isfinite(s_fit) else 1.0 / np.sqrt(var + eps))
+        if self.rule == "unclamped" and lo + eps < 0.0:
+            out.append(np.nan)
+        return out
+
+    def match(self, observed: np.ndarray, example: Counterexample, scorer: Scorer) -> float:
+        """The scorer's worst ratio for ``observed`` taken as an output of this variant (<= 1: it matches)."""
+        x, g, eps = example.x, example.num_groups, example.eps
+        if observed.shape != x.shape or x.size == 0:
+            return float("inf")
+        var, bound = _one_pass_envelope(x, g, example.dtype)
+        c = x.shape[1]
+        w = np.ones(c) if example.weight is None else example.weight
+        bias = np.zeros(c) if example.bias is None else example.bias
+        shape = _channel_shape(x)
+        d = block_rows(x, g)
+        a = block_rows(np.broadcast_to(w.reshape(shape), x.shape), g) * (d - d.mean(axis=-1, keepdims=True))
+        t = block_rows(observed - np.broadcast_to(bias.reshape(shape), x.shape), g)
+        obs = block_rows(observed, g)
+        worst = 0.0
+        for n in range(var.shape[0]):
+            for j in range(var.shape[1]):
+                ok = np.isfinite(t[n, j])
+                den = float((a[n, j][ok] ** 2).sum())
+                s_fit = float((a[n, j][ok] * t[n, j][ok]).sum()) / den if den > 0.0 else np.nan
+                best = np.inf
+                for f in self._candidates(s_fit, float(var[n, j]), float(bound[n, j]), eps):
+                    if np.isnan(f):
+                        best = min(best, 0.0 if np.isnan(obs[n, j]).all() else np.inf)
+                        continue
+                    best = min(best, self._block_ratio(observed, example, scorer, n, j, f))
+                worst = max(worst, best)
+        return worst
+
+    @staticmethod
+    def _block_ratio(observed: np.ndarray, example: Counterexample, scorer: Scorer, n: int, j: int,
+                     factor: float) -> float:
+        """The ratio of block (n, j) of ``observed`` against GN normalized by ``factor`` there."""
+        x, g = example.x, example.num_groups
+        k = x.shape[1] // g
+        ch = slice(j * k, (j + 1) * k)
+        xb = x[n : n + 1, ch]
+        wb = None if example.weight is None else example.weight[ch]
+        bb = None if example.bias is None else example.bias[ch]
+        (p,) = _scaled_blocks(xb, 1, wb, bb, example.eps, np.array([[factor]]))
+        piece_example = Counterexample(p.x, 1, p.weight, p.bias, p.eps, example.dtype)
+        expected = gn_spec.group_norm(p.x, 1, p.weight, p.bias, p.eps)
+        return float(scorer(observed[n : n + 1, ch], expected, piece_example, "output"))
+
+
+ONE_PASS_VARIANTS: tuple[OnePassVariant, ...] = (
+    OnePassVariant("one_pass_clamped", "a one-pass variance E[x^2] - E[x]^2 in floating point that is not "
+                   "negative here (clamped at 0, as Flax's fast variance and Equinox do, or cancelled to a "
+                   "value >= 0)", "clamped"),
+    OnePassVariant("one_pass_unclamped", "a one-pass variance E[x^2] - E[x]^2 in floating point, not "
+                   "clamped: it cancelled below 0 (as ONNX GroupNormalization's function body and Keras' "
+                   "ops.moments compute it)", "unclamped"),
+    OnePassVariant("one_pass_inv_std_one", "a one-pass variance E[x^2] - E[x]^2 in floating point, and "
+                   "1/std taken as 1 where it came out <= 0 (as Apex's kernels do)", "inv_std_one"),
+)
+
+
+#: The forward variants by name, the one-pass family included.
+VARIANTS_BY_NAME: dict[str, Variant | OnePassVariant] = {**_FORWARD_BY_NAME,
+                                                         **{v.name: v for v in ONE_PASS_VARIANTS}}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -592,6 +766,7 @@ def diagnose(
     dtype: str,
     scorer: Scorer | None = None,
     variants: Sequence[Variant] = FORWARD_VARIANTS,
+    one_pass: Sequence[OnePassVariant] = ONE_PASS_VARIANTS,
 ) -> list[Diagnosis]:
     """The known variants that explain an implementation's forward output on one input, best match first.
 
@@ -605,7 +780,9 @@ def diagnose(
     and so does a one-pass variance that came out negative), so both tests compare where the variant gives a
     number only.  A variant judged in another precision (float32 for float64 input), whose bounds
     take GN's values too, is named only when the observed output carries its mark (``Variant.signature``).
-    Returns [] when nothing fits.
+    The one-pass family (:class:`OnePassVariant`) is named when one of its members fits and the others do not
+    (:func:`_one_pass_diagnoses`), and no formula variant fits too: a cancelled variance can take many
+    values, so an output that a formula also explains singles out neither. Returns [] when nothing fits.
     """
     scorer = scorer or ErrorModelScorer()
     obs = _as_float64(observed)
@@ -634,7 +811,32 @@ def diagnose(
         ratio = v.match(obs, example, scorer)
         if ratio <= 1.0:
             found.append(Diagnosis(v.name, f"the output matches GN with {v.explains}", ratio))
-    return sorted(found, key=lambda d: d.ratio)
+    passes = _one_pass_diagnoses(obs, example, scorer, one_pass)
+    if passes and found:
+        # a one-pass variance and a formula both explain the output: the evidence does not single either out
+        # (a cancelled variance can be any value in its envelope, e.g. 0, as eps used as a floor gives)
+        return []
+    return sorted(found + passes, key=lambda d: d.ratio)
+
+
+def _one_pass_diagnoses(observed: np.ndarray, example: Counterexample, scorer: Scorer,
+                        family: Sequence[OnePassVariant]) -> list[Diagnosis]:
+    """The one-pass variants the evidence singles out among themselves.
+
+    Their outputs nest: every output of the clamped variant is one the unclamped and the r = 1 variants can
+    give too (an unclamped var' that happens to be >= 0; a tiny positive var' gives r ~ 1/sqrt(eps)). So
+    when the clamped variant fits, it alone is named (its message says the variance was not negative here);
+    the others are named only when the clamped one does not fit, and then only one that fits alone: NaN
+    blocks tell "unclamped", r = 1 on a cancelled block tells Apex's rule, and an output both could give
+    tells neither.
+    """
+    fits = [v for v in family if v.applies(example) and v.match(observed, example, scorer) <= 1.0]
+    if any(v.rule == "clamped" for v in fits):
+        fits = [v for v in fits if v.rule == "clamped"]
+    if len(fits) != 1:
+        return []
+    (v,) = fits
+    return [Diagnosis(v.name, f"the output matches GN with {v.explains}", v.match(observed, example, scorer))]
 
 
 @_quiet
