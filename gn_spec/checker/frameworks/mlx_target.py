@@ -66,7 +66,9 @@ class MlxAdapter:
         for name, a in inputs.items():
             if name in _LIKE_X:
                 a = channels_last(a)
-            out[name] = self.mx.array(np.ascontiguousarray(a)).astype(self.mdtype)
+            # dtype given at construction: mx.array makes float32 of a float64 numpy array by default, and
+            # a later astype would not bring the lost bits back
+            out[name] = self.mx.array(np.ascontiguousarray(a), dtype=self.mdtype)
         return out
 
     def _back(self, a: Any, moved: bool = True) -> Any:
