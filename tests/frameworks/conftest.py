@@ -18,6 +18,7 @@ REQUIRED = (
     "jax", "flax.linen", "flax.nnx", "equinox", "keras", "torch", "onnx", "onnxruntime", "onnx.reference",
     "openvino",
 )
+REQUIRED += ("mlx.core",)  # extra mlx (on Linux mlx[cpu]: the mlx-cpu wheel)
 
 REQUIRE = os.environ.get("GN_SPEC_REQUIRE_FRAMEWORKS") == "1"
 
