@@ -82,3 +82,58 @@ def test_float16_default_backward_nan_for_one_value_groups() -> None:
             assert values == [0.0, 0.0]
         else:
             assert all(math.isnan(v) for v in values)
+
+
+def _exact_double_grad_x(xs: list[float], dy: list[float], ggi: list[float], eps: float) -> list[float]:
+    """d/dx_j of sum_i ggi_i * dL/dx_i for one group, no affine, with dL/dx = (dy - mean(dy) - xhat *
+    mean(dy * xhat)) / sqrt(var + eps), in mpmath at 60 digits (mpmath.diff picks its step for that)."""
+    mpmath = pytest.importorskip("mpmath")
+    mp = mpmath.mp
+    mp.dps = 60
+    n = len(xs)
+    dyv, gv = [mp.mpf(float(v)) for v in dy], [mp.mpf(float(v)) for v in ggi]
+
+    def contracted(*x: object) -> object:
+        mean = mp.fsum(x) / n
+        sigma = mp.sqrt(mp.fsum((v - mean) ** 2 for v in x) / n + mp.mpf(eps))
+        xhat = [(v - mean) / sigma for v in x]
+        mdy, mdyx = mp.fsum(dyv) / n, mp.fsum(a * b for a, b in zip(dyv, xhat, strict=True)) / n
+        return mp.fsum(g * (d - mdy - h * mdyx) / sigma for g, d, h in zip(gv, dyv, xhat, strict=True))
+
+    point = [mp.mpf(float(v)) for v in xs]
+    return [float(mpmath.diff(contracted, point, tuple(int(i == j) for i in range(n)))) for j in range(n)]
+
+
+@pytest.mark.parametrize("compatible", [False, True])
+def test_float32_second_order_wrong_on_large_data(compatible: bool) -> None:
+    """x = [[-5e10, 7e5]] float32, G = 1, eps = 1e-5, no affine, dy = [0.25, 0.5], cotangent of grad_input
+    [-0.75, -0.125]; the second order as mx.vjp of the mx.vjp (both option values).
+
+    Measured: [1.2499650e-22, -1.2499651e-22] on both paths; exact [3.0e-48, -3.0e-48] (below float32's
+    smallest subnormal: the right float32 answer is 0 or a subnormal).  The error is 0.4 times |ggi * dy| /
+    sigma**2 = 3e-22, the size of the terms the second derivative is made of: not a rounding of them.  The
+    default path at float64 gives 4.7e-38 (within 1e-37 of exact).  Likely cause: the autodiff chain through
+    rsqrt(var + eps) in float32 (var ~ 6e20; var**(-3/2) ~ 6e-32, and the terms that should cancel are
+    rounded separately).  The checker: second_order_agreement, shape (1, 2), |x| ~ 1e8 scale (3.1e5 u*scale,
+    bound 23)."""
+    x = np.array([[-5e10, 7e5]], np.float32)
+    dy = np.array([[0.25, 0.5]], np.float32)
+    ggi = np.array([[-0.75, -0.125]], np.float32)
+    module = nn.GroupNorm(1, 2, eps=1e-5, affine=False, pytorch_compatible=compatible)
+
+    def first(d: object, v: object) -> object:
+        return mx.vjp(module, [v], [d])[1][0]
+
+    def second(dtype: object) -> list[float]:
+        args = [mx.array(dy, dtype=dtype), mx.array(x, dtype=dtype)]
+        out = mx.vjp(first, args, [mx.array(ggi, dtype=dtype)])[1][1]
+        return np.array(out.astype(mx.float64)).ravel().tolist()
+
+    exact = _exact_double_grad_x(x[0].tolist(), dy[0].tolist(), ggi[0].tolist(), 1e-5)
+    assert max(abs(v) for v in exact) < 1e-47
+    sigma2 = (float(x[0, 0]) - float(x[0, 1])) ** 2 / 4
+    term = 0.75 * 0.25 / sigma2
+    got = second(mx.float32)
+    assert max(abs(g - e) for g, e in zip(got, exact, strict=True)) > 0.1 * term
+    if not compatible:
+        assert max(abs(g - e) for g, e in zip(second(mx.float64), exact, strict=True)) < 1e-37
