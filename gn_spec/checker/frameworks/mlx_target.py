@@ -49,7 +49,7 @@ class MlxAdapter:
         self.pytorch_compatible = bool(options["pytorch_compatible"])
         self.stage = Stage()
         self.notes = [
-            f"mlx {mx.__version__} on {mx.default_device()}",
+            f"mlx {mx.__version__} on {mx.default_device()}",  # type: ignore[attr-defined]
             "channels moved last: (N, C, *spatial) -> (N, *spatial, C) and back",
             f"eps=eps passed; pytorch_compatible={self.pytorch_compatible}",
             "affine=True when the case has a weight or a bias; a missing one passed as ones (weight) or "
