@@ -35,6 +35,7 @@ NAMES = (
     "openvino.GroupNormalization-12",
     "tinygrad.nn.GroupNorm",
     "paddle.nn.functional.group_norm",
+    "mlx.nn.GroupNorm",
 )
 
 
@@ -60,7 +61,8 @@ def _config(name: str, options: tuple[str, ...], dtype: str = "float32", seed: i
 def test_gn_spec_targets_lists_every_target_without_importing_a_framework() -> None:
     code = (
         "import sys\nfrom gn_spec.cli import main\nstatus = main(['targets'])\n"
-        "loaded = [m for m in ('torch', 'jax', 'flax', 'equinox', 'keras', 'onnx', 'onnxruntime', 'openvino')"
+        "loaded = [m for m in ('torch', 'jax', 'flax', 'equinox', 'keras', 'onnx', 'onnxruntime', 'openvino',"
+        " 'mlx')"
         " if m in sys.modules]\nprint('LOADED', loaded)\nsys.exit(status)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -71,6 +73,7 @@ def test_gn_spec_targets_lists_every_target_without_importing_a_framework() -> N
     assert "torch 2." in result.stdout  # torch is installed in every test environment, with its version
     assert "--target-option use_fast_variance=true" in result.stdout
     assert "--target-option runtime=onnxruntime|reference|openvino" in result.stdout
+    assert "--target-option pytorch_compatible=false" in result.stdout
 
 
 def test_gn_spec_targets_json_names_what_each_supports() -> None:

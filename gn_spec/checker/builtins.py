@@ -355,6 +355,26 @@ BUILTINS: tuple[BuiltinTarget, ...] = (
             ),
         ),
     ),
+    BuiltinTarget(
+        "mlx.nn.GroupNorm",
+        "mlx.nn.GroupNorm(G, C, eps, affine, pytorch_compatible) with weight and bias as its parameters, "
+        "gradients by mx.vjp (CPU backend)",
+        extra="mlx",
+        requires=("mlx",),
+        adapter="mlx_target:MlxAdapter",
+        orders=ORDERS,
+        dtypes=_ALL,
+        layout="channels last (N, *spatial, C)",
+        options=(
+            TargetOption(
+                "pytorch_compatible",
+                bool,
+                False,
+                "group channels in contiguous blocks as torch does (false, the default: channel c in "
+                "group c mod G)",
+            ),
+        ),
+    ),
 )
 
 BY_NAME: Mapping[str, BuiltinTarget] = {t.name: t for t in BUILTINS}
