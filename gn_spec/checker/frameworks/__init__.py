@@ -21,7 +21,23 @@ from typing import Any
 
 import numpy as np
 
-from gn_spec.checker.adapters import WireArray
+from gn_spec.checker.adapters import Unsupported, WireArray
+
+#: Which cotangent contracts which first-order gradient in a double backward (as
+#: :meth:`gn_spec.checker.adapters.TorchAdapter.double_backward` pairs them).
+COTANGENT = {"x": "grad_grad_input", "weight": "grad_grad_weight", "bias": "grad_grad_bias"}
+#: The result name of each first-order gradient.
+GRADIENT = {"x": "grad_input", "weight": "grad_weight", "bias": "grad_bias"}
+
+
+def require_cpu_contiguous(target: Any, device: str, memory_format: str) -> None:
+    """Raise Unsupported unless the run is on the CPU in the contiguous layout (what the CPU-only framework
+    targets take)."""
+    if device != "cpu":
+        raise Unsupported(f"{target.name} runs on the CPU here, not on {device}")
+    if memory_format != "contiguous":
+        raise Unsupported(f"{target.name} takes {target.layout}, not {memory_format}")
+
 
 #: numpy's name of each dtype whose arrays travel as they are (bfloat16 travels as float32, tagged).
 _PLAIN = ("float16", "float32", "float64")

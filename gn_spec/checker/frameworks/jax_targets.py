@@ -26,13 +26,10 @@ from typing import Any
 import numpy as np
 
 from gn_spec.checker.adapters import Call, Stage
-from gn_spec.checker.frameworks import channels_first, channels_last, to_wire
+from gn_spec.checker.frameworks import COTANGENT, channels_first, channels_last, to_wire
 
 #: The input names shaped like x (they take the framework's layout).
 _LIKE_X = ("x", "grad_output", "grad_grad_input")
-#: Which cotangent contracts which first-order gradient (as TorchAdapter.double_backward pairs them).
-_COTANGENT = {"x": "grad_grad_input", "weight": "grad_grad_weight", "bias": "grad_grad_bias"}
-_LABEL = {"x": "grad_input", "weight": "grad_weight", "bias": "grad_bias"}
 
 
 def enable_x64_if(dtype: str) -> list[str]:
@@ -160,7 +157,7 @@ class JaxAdapter:
         with those cotangents (TorchAdapter.double_backward's definition; bias is held fixed)."""
         j = self._jax(inputs)
         cot = tuple(
-            j.get(_COTANGENT[n]) if n in j else None for n in ("x", "weight", "bias")
+            j.get(COTANGENT[n]) if n in j else None for n in ("x", "weight", "bias")
         )
         self.stage.name = "double_backward"
         ggo, gx, gw = self._double_backward(

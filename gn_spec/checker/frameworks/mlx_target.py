@@ -23,12 +23,10 @@ from typing import Any
 import numpy as np
 
 from gn_spec.checker.adapters import Call, Stage, Unsupported, WireArray
-from gn_spec.checker.frameworks import channels_first, channels_last, to_wire
+from gn_spec.checker.frameworks import COTANGENT, channels_first, channels_last, to_wire
 
 #: The input names shaped like x (they take the framework's layout).
 _LIKE_X = ("x", "grad_output", "grad_grad_input")
-#: Which cotangent contracts which first-order gradient (as TorchAdapter.double_backward pairs them).
-_COTANGENT = {"x": "grad_grad_input", "weight": "grad_grad_weight", "bias": "grad_grad_bias"}
 
 
 class MlxAdapter:
@@ -128,7 +126,7 @@ class MlxAdapter:
         with those cotangents (TorchAdapter.double_backward's definition; bias is held fixed)."""
         j = self._mx(inputs)
         weight, bias, affine = self._parameters(j, j["x"].shape[-1])
-        names = [n for n in ("x", "weight", "bias") if n in j and _COTANGENT[n] in j]
+        names = [n for n in ("x", "weight", "bias") if n in j and COTANGENT[n] in j]
         index = {"x": 0, "weight": 1, "bias": 2}
 
         def first_order(dy: Any, x: Any, w: Any) -> list[Any]:
@@ -137,7 +135,7 @@ class MlxAdapter:
 
         self.stage.name = "double_backward"
         _, (ggo, gx, gw) = self.mx.vjp(
-            first_order, [j["grad_output"], j["x"], weight], [j[_COTANGENT[n]] for n in names]
+            first_order, [j["grad_output"], j["x"], weight], [j[COTANGENT[n]] for n in names]
         )
         out = {"grad_grad_output": self._back(ggo), "grad_x": self._back(gx)}
         if "weight" in j:

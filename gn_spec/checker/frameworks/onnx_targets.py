@@ -26,7 +26,7 @@ import numpy as np
 
 from gn_spec.checker.adapters import Call, Stage, Unexpressible, Unsupported
 from gn_spec.checker.dtypes import CONTAINER
-from gn_spec.checker.frameworks import to_wire
+from gn_spec.checker.frameworks import require_cpu_contiguous, to_wire
 
 #: How many built models (sessions) an adapter keeps.
 CACHE_SIZE = 64
@@ -91,10 +91,7 @@ class _Forward:
     label = ""
 
     def __init__(self, target: Any, dtype: str, device: str, memory_format: str) -> None:
-        if device != "cpu":
-            raise Unsupported(f"{target.name} runs on the CPU here, not on {device}")
-        if memory_format != "contiguous":
-            raise Unsupported(f"{target.name} takes {target.layout}, not {memory_format}")
+        require_cpu_contiguous(target, device, memory_format)
         self.target, self.dtype = target, dtype
         self.container = CONTAINER[dtype]
         self.stage = Stage()

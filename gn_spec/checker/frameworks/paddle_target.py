@@ -24,15 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from gn_spec.checker.adapters import BadReturn, Call, Stage, Unsupported
+from gn_spec.checker.adapters import BadReturn, Call, Stage
 from gn_spec.checker.dtypes import CONTAINER
-from gn_spec.checker.frameworks import channels_first, channels_last, to_wire
+from gn_spec.checker.frameworks import (
+    COTANGENT,
+    GRADIENT,
+    channels_first,
+    channels_last,
+    require_cpu_contiguous,
+    to_wire,
+)
 
 #: The input names shaped like x (they take the data format's layout).
 _LIKE_X = ("x", "grad_output", "grad_grad_input")
-#: Which cotangent contracts which first-order gradient (as TorchAdapter.double_backward pairs them).
-_COTANGENT = {"x": "grad_grad_input", "weight": "grad_grad_weight", "bias": "grad_grad_bias"}
-_LABEL = {"x": "grad_input", "weight": "grad_weight", "bias": "grad_bias"}
 
 
 class PaddleAdapter:
@@ -42,10 +46,7 @@ class PaddleAdapter:
     api = "framework"
 
     def __init__(self, target: Any, dtype: str, device: str, memory_format: str, options: dict[str, Any]):
-        if device != "cpu":
-            raise Unsupported(f"{target.name} runs on the CPU here, not on {device}")
-        if memory_format != "contiguous":
-            raise Unsupported(f"{target.name} takes {target.layout}, not {memory_format}")
+        require_cpu_contiguous(target, device, memory_format)
         import paddle
         import paddle.nn.functional as F  # noqa: N812 - paddle's own spelling
 
@@ -123,7 +124,7 @@ class PaddleAdapter:
         grads = self._grad([y], [t[n] for n in names], [t["grad_output"]], create_graph=False)
         out = {"y": self._back(y)}
         for n, g in zip(names, grads, strict=True):
-            out[_LABEL[n]] = self._back(g) if n == "x" else to_wire(g.numpy())
+            out[GRADIENT[n]] = self._back(g) if n == "x" else to_wire(g.numpy())
         return out
 
     def double_backward(self, call: Call, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +136,7 @@ class PaddleAdapter:
         self.stage.name = "backward"
         first = self._grad([y], [t[n] for n in names], [t["grad_output"]], create_graph=True)
         self.stage.name = "double_backward"
-        pairs = [(g, t[_COTANGENT[n]]) for g, n in zip(first, names, strict=True) if _COTANGENT[n] in t]
+        pairs = [(g, t[COTANGENT[n]]) for g, n in zip(first, names, strict=True) if COTANGENT[n] in t]
         wrt = [t["grad_output"], t["x"]] + ([t["weight"]] if "weight" in t else [])
         live = [(g, c) for g, c in pairs if not g.stop_gradient]
         if not live:

@@ -37,14 +37,11 @@ import numpy as np
 
 from gn_spec.checker.adapters import Call, Stage, Unsupported, WireArray
 from gn_spec.checker.dtypes import CONTAINER
-from gn_spec.checker.frameworks import to_wire
+from gn_spec.checker.frameworks import COTANGENT, GRADIENT, require_cpu_contiguous, to_wire
 
 #: The tinygrad device the target runs on: the interpreter, which needs no C compiler.
 DEVICE = "PYTHON"
 
-#: Which cotangent contracts which first-order gradient (as TorchAdapter.double_backward pairs them).
-_COTANGENT = {"x": "grad_grad_input", "weight": "grad_grad_weight", "bias": "grad_grad_bias"}
-_LABEL = {"x": "grad_input", "weight": "grad_weight", "bias": "grad_bias"}
 
 
 def _import_tinygrad() -> Any:
@@ -65,10 +62,7 @@ class TinygradAdapter:
     api = "framework"
 
     def __init__(self, target: Any, dtype: str, device: str, memory_format: str, options: dict[str, Any]):
-        if device != "cpu":
-            raise Unsupported(f"{target.name} runs on the CPU here, not on {device}")
-        if memory_format != "contiguous":
-            raise Unsupported(f"{target.name} takes {target.layout}, not {memory_format}")
+        require_cpu_contiguous(target, device, memory_format)
         tinygrad = _import_tinygrad()
         self.Tensor, self.nn = tinygrad.Tensor, tinygrad.nn
         self.tdtype = getattr(tinygrad.dtypes, dtype)
@@ -134,7 +128,7 @@ class TinygradAdapter:
         t = self._tensors(inputs)
         y, names, grads = self._first_order(call, t)
         out = {"y": self._back(y)}
-        out.update({_LABEL[n]: self._back(g) for n, g in zip(names, grads, strict=True)})
+        out.update({GRADIENT[n]: self._back(g) for n, g in zip(names, grads, strict=True)})
         return out
 
     def double_backward(self, call: Call, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +138,7 @@ class TinygradAdapter:
         _, names, first = self._first_order(call, t)
         self.stage.name = "double_backward"
         # the checker always gives grad_grad_input, so there is at least one term
-        pairs = [(g, t[_COTANGENT[n]]) for g, n in zip(first, names, strict=True) if _COTANGENT[n] in t]
+        pairs = [(g, t[COTANGENT[n]]) for g, n in zip(first, names, strict=True) if COTANGENT[n] in t]
         terms = [(g * c).sum() for g, c in pairs]
         contracted = terms[0]
         for term in terms[1:]:
