@@ -223,3 +223,23 @@ def test_a_failure_shows_the_worst_case_met_not_only_the_shrunk_one() -> None:
     write_table(report, out)
     text = out.getvalue()
     assert "worst case met (worst error / bound " in text and "; not shrunk): shape=" in text
+
+
+def test_a_target_without_a_second_order_says_why_not_that_properties_were_deselected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """paddle has no second derivative of group_norm: its verdict names that, not a property selection."""
+    from gn_spec.checker import builtins
+
+    monkeypatch.setattr(builtins, "check_runnable", lambda *a, **k: None)  # paddle need not be installed
+    config = make_config("paddle.nn.functional.group_norm", dtype="float32", profile="quick", seed=0)
+    report = Report(
+        config,
+        [
+            PropertyResult("f", "f", "passed", 1, checks=["forward"]),
+            PropertyResult("b", "b", "passed", 1, checks=["backward"]),
+            PropertyResult("s", "s", "not applicable", 0, checks=["second order"]),
+        ],
+    )
+    why = builtins.BY_NAME["paddle.nn.functional.group_norm"].no_gradients
+    assert report.verdict_text == f"conforms (forward and backward only: {why})"

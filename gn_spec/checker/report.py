@@ -238,7 +238,7 @@ class Report:
         builtin = self.builtin
         if builtin is not None:
             orders, why = builtin.orders_with(self.config.target_options)
-            if orders == ("forward",):
+            if why and list(orders) == checked:  # what it lacks, it lacks by its own design or defect
                 return f"{what}: {why}"
         if api == "numpy" and "backward" in missing:
             return f"{what}: this API has no gradients"
