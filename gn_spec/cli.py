@@ -201,6 +201,8 @@ def list_targets(as_json: bool) -> int:
         print(f"{'':<{width}}  layout: {r['layout']}")
         print(f"{'':<{width}}  options: {r['options']}")
         print(f"{'':<{width}}  calls: {r['calls']}")
+        if r["timeout"] != "-":
+            print(f"{'':<{width}}  timeout: {r['timeout']}")
     print("\ncheck one with: gn-spec check NAME [--target-option KEY=VALUE ...]")
     return 0
 
