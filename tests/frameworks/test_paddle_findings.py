@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from exact_gn import exact_gn_rows, worst_relative_error
+from exact_grads import exact_grads
 
 paddle = pytest.importorskip("paddle")
 F = pytest.importorskip("paddle.nn.functional")
@@ -42,29 +43,9 @@ def _paddle_grads(
 
 
 def _exact_grads(x: np.ndarray, dy: np.ndarray, weight: np.ndarray | None) -> tuple[list[float], list[float]]:
-    """d/dx and d/dweight of sum(dy * GN(x)) for x of shape (1, C, L) in one group, each derivative by
-    mpmath.diff at 60 digits (weight taken as ones when None; a bias does not enter these derivatives)."""
-    mp = mpmath.mp
-    mp.dps = 60
-    channels, length = x.shape[1], x.shape[2]
-    flat = [mp.mpf(float(v)) for v in x.reshape(-1)]
-    dys = [mp.mpf(float(v)) for v in dy.reshape(-1)]
-    w0 = [mp.mpf(1)] * channels if weight is None else [mp.mpf(float(v)) for v in weight]
-    n = len(flat)
-
-    def loss(*args: object) -> object:
-        xs, ws = args[:n], args[n:]
-        mean = mp.fsum(xs) / n
-        sigma = mp.sqrt(mp.fsum((v - mean) ** 2 for v in xs) / n + mp.mpf(EPS))
-        terms = enumerate(zip(xs, dys, strict=True))
-        return mp.fsum(d * ws[i // length] * (v - mean) / sigma for i, (v, d) in terms)
-
-    point = flat + w0
-    grads = [
-        float(mpmath.diff(loss, point, tuple(int(i == j) for i in range(len(point)))))
-        for j in range(len(point))
-    ]
-    return grads[:n], grads[n:]
+    """d/dx (flattened) and d/dweight of sum(dy * GN(x)) in one group: exact_grads.py's mpmath derivatives."""
+    gx, gw, _ = exact_grads(x, dy, 1, weight, EPS)
+    return [float(v) for v in gx.reshape(-1)], [float(v) for v in gw]
 
 
 def test_one_pass_variance_cancels_to_zero() -> None:
