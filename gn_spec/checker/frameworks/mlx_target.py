@@ -47,7 +47,8 @@ class MlxAdapter:
         self.pytorch_compatible = bool(options["pytorch_compatible"])
         self.stage = Stage()
         self.notes = [
-            f"mlx {mx.__version__} on {mx.default_device()}",  # type: ignore[attr-defined]
+            # getattr: mlx.core's stubs lack __version__, and the type env (no mlx) must not need an ignore
+            f"mlx {getattr(mx, '__version__', '?')} on {mx.default_device()}",
             "channels moved last: (N, C, *spatial) -> (N, *spatial, C) and back",
             f"eps=eps passed; pytorch_compatible={self.pytorch_compatible}",
             "affine=True when the case has a weight or a bias; a missing one passed as ones (weight) or "
