@@ -115,7 +115,10 @@ def test_under_xdist_every_worker_uses_the_controllers_seed(tmp_path: Path) -> N
     (tmp_path / "record_seed.py").write_text(_RECORD_SEED)
     seeds = tmp_path / "seeds"
     seeds.mkdir()
-    env = dict(os.environ, SEEDS_DIR=str(seeds), PYTHONPATH=str(tmp_path))
+    # this test may itself run in an xdist worker (tox runs tests/ with -n): the inner controller must not
+    # inherit that worker's PYTEST_XDIST_WORKER, or the recorder names it after the outer worker
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update(SEEDS_DIR=str(seeds), PYTHONPATH=str(tmp_path))
     result = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "record_seed", "-n", "2",

@@ -4,10 +4,11 @@ default profile, every correct one is accepted, with a fixed seed and with a fre
 Also checked here: the catalogue is complete and documented (each faulty file names its bug class and a public
 source), and the diagnosis names the catalogued variant when it is run on each implementation's own output.
 
-The faulty implementations are checked property by property in the checker's order, stopping at the first
-failing property. Each property draws its cases from its own seed (the run's seed mixed with the property's
+The faulty implementations are checked property by property, stopping at the first failing property: first
+the properties of the kind the catalogue says catches the bug (``caught_by``), then the others in the
+checker's order. Each property draws its cases from its own seed (the run's seed mixed with the property's
 name), so this reaches exactly the verdict of the full default-profile run without running the properties
-that come after the first failure. The correct implementations run the whole default profile.
+after the first failure, whatever the order. The correct implementations run the whole default profile.
 
 Cost on 2 cores: the catalogue and diagnosis tests take seconds, and every faulty implementation about 3
 minutes per seed; they always run, with seed 0 and with a fresh random seed (printed in a failure's message,
@@ -170,13 +171,42 @@ def test_correct_implementations_are_not_diagnosed():
 # the verdicts of the checker
 
 
+#: The properties that check what each ``caught_by`` of the catalogue names.  They run first, so that a faulty
+#: implementation is usually rejected by its first property instead of after every property before it (a
+#: contract bug was checked only after the whole default profile's agreement properties).  The order cannot
+#: change the verdict: each property draws its cases from its own seed and runs in its own checker run.
+CAUGHT_BY_PROPERTIES = {
+    "forward": ["forward_agreement"],
+    "backward": ["backward_agreement"],
+    "double_backward": ["second_order_agreement"],
+    "contract": ["input_not_modified", "output_shape_and_dtype", "gradient_shapes_and_dtypes",
+                 "rejects_invalid_groups"],
+    "non_finite": ["nan_stays_in_group"],
+    "exception": ["single_value_groups"],
+}
+
+
+def _likely_first(entry, specs):
+    """``specs`` with the properties of the entry's ``caught_by`` first, the rest in the checker's order."""
+    first = CAUGHT_BY_PROPERTIES[entry.caught_by]
+    return sorted(specs, key=lambda spec: spec.name not in first)  # stable: checker order within each part
+
+
+def test_every_caught_by_names_registered_properties():
+    from gn_spec.checker.runner import selected_properties
+
+    known = {spec.name for spec in selected_properties()}
+    assert set(CAUGHT_BY_PROPERTIES) >= {e.caught_by for e in FAULTY}
+    assert {name for names in CAUGHT_BY_PROPERTIES.values() for name in names} <= known
+
+
 def _first_failure(entry, seed: int):
-    """Run the default profile one property at a time, in the checker's order; the first failing property's
-    result, or None when every property passes."""
+    """Run the default profile one property at a time, those of the entry's ``caught_by`` first and then the
+    rest in the checker's order; the first failing property's result, or None when every property passes."""
     from gn_spec.checker import run_check
     from gn_spec.checker.runner import selected_properties
 
-    for spec in selected_properties():
+    for spec in _likely_first(entry, selected_properties()):
         report = run_check(entry.absolute_target, api=entry.api, dtype=entry.dtype, profile="default",
                            seed=seed, properties=[spec.name])
         if not report.conforms:
