@@ -4,8 +4,8 @@ Every faulty implementation carries one bug of a class seen in public code (its 
 and a source); every correct one computes Group Normalization in its own way. An entry says which API the
 checker should use, at which dtype the implementation must be checked (some bugs exist only in one
 precision), the bug class and its public source, which gn_spec.variants variant should explain its output
-when the diagnosis applies, and which kind of check is expected to catch it (documentation for the kill
-matrix; the meta-tests assert only the verdict).
+when the diagnosis applies, and which kind of check is expected to catch it (the kill matrix runs those
+properties first, which only saves time; the meta-tests assert only the verdict).
 
 Paths are relative to the repository root; ``target`` is what ``gn-spec check`` takes.
 """
