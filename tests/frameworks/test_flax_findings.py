@@ -78,8 +78,9 @@ def _exact_double_grad_x(xs: list[float], dy: list[float], ggi: list[float], eps
     return [float(mpmath.diff(contracted, point, tuple(int(i == j) for i in range(n)))) for j in range(n)]
 
 
-def test_linen_float32_second_order_underflows_on_large_data() -> None:
-    """x = [[3e10, -1e11, 2e5]] float32 (rounded), G = 1, eps = 1e-5, no affine, use_fast_variance=False;
+def test_float32_second_order_underflows_on_large_data() -> None:
+    """linen and nnx: x = [[3e10, -1e11, 2e5]] float32 (rounded), G = 1, eps = 1e-5, no affine,
+    use_fast_variance=False;
     dy = [0.5, 1, -1], cotangent of grad_input [1, -0.5, 0.25]; the second order as jax.vjp of the jax.vjp.
 
     Measured (flax 0.12.8, jax 0.10.2): [2.6e-24, -2.06e-22, 2.03e-22]; exact: [-1.57e-22, 2.42e-23,
@@ -92,16 +93,40 @@ def test_linen_float32_second_order_underflows_on_large_data() -> None:
     x = np.array([[3.0e10, -1.0e11, 2.0e5]], np.float32)
     dy = np.array([[0.5, 1.0, -1.0]], np.float32)
     ggi = np.array([[1.0, -0.5, 0.25]], np.float32)
-    module = linen.GroupNorm(
-        num_groups=1, epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False
-    )
-
-    def first(dy: object, x: object) -> object:
-        return jax.vjp(lambda v: module.apply({"params": {}}, v), x)[1](dy)[0]
-
-    _, vjp2 = jax.vjp(first, jnp.asarray(dy), jnp.asarray(x))
-    got = np.asarray(vjp2(jnp.asarray(ggi))[1], np.float64)[0]
+    kwargs = dict(num_groups=1, epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False)
+    module = linen.GroupNorm(**kwargs)
     exact = _exact_double_grad_x(x[0].tolist(), dy[0].tolist(), ggi[0].tolist(), 1e-5)
     scale = max(abs(v) for v in exact)
     assert scale > 1e-23  # the exact result is a normal float32 number
-    assert max(abs(g - e) for g, e in zip(got, exact, strict=True)) > 0.5 * scale
+    for apply in (lambda v: module.apply({"params": {}}, v), nnx.GroupNorm(3, rngs=nnx.Rngs(0), **kwargs)):
+
+        def first(dy: object, x: object, apply: object = apply) -> object:
+            return jax.vjp(apply, x)[1](dy)[0]
+
+        _, vjp2 = jax.vjp(first, jnp.asarray(dy), jnp.asarray(x))
+        got = np.asarray(vjp2(jnp.asarray(ggi))[1], np.float64)[0]
+        assert max(abs(g - e) for g, e in zip(got, exact, strict=True)) > 0.5 * scale
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_float16_backward_nan_for_one_value_groups(fast: bool) -> None:
+    """x = [[1.5], [-0.75]] float16 (N = 2, C = 1), G = 1, eps = 1e-10, bias only, dy = [[0.5], [1]]; jax.vjp.
+
+    Measured (flax 0.12.8, linen and nnx, either use_fast_variance): grad_input [0, nan]; exact [0, 0]
+    (each group holds one value, so the output is the bias whatever x is). Likely cause (flax
+    ``linen/normalization.py``): x enters twice, cast to float32 in ``_compute_stats`` and promoted in
+    ``_normalize``'s ``x - mean``; the transpose of each cast rounds its own cotangent to float16, and the
+    two, +-rsqrt(eps) dy = +-1e5 for dy = 1, overflow float16 (largest 65504) to +inf and -inf, whose sum
+    is NaN. dy = 0.5 (5e4 each) gives 0; eps = 1e-9 gives 0 for both. The checker's counterexample:
+    backward_agreement, shape (2, 1, 1), G = 1, eps = 1e-10, bias only."""
+    x = jnp.asarray(np.array([[1.5], [-0.75]], np.float16))
+    dy = jnp.asarray(np.array([[0.5], [1.0]], np.float16))
+    kwargs = dict(num_groups=1, epsilon=1e-10, use_scale=False, use_bias=True, use_fast_variance=fast,
+                  dtype=jnp.float16, param_dtype=jnp.float16)
+    module = linen.GroupNorm(**kwargs)
+    params = module.init(jax.random.PRNGKey(0), x)
+    layer = nnx.GroupNorm(1, rngs=nnx.Rngs(0), **kwargs)
+    for apply in (lambda v: module.apply(params, v), layer):
+        y, vjp = jax.vjp(apply, x)
+        got = np.asarray(vjp(dy.astype(y.dtype))[0], np.float64).ravel().tolist()
+        assert got[0] == 0.0 and np.isnan(got[1]), got
