@@ -19,6 +19,12 @@ Data recipes (``Case.data``), each per (sample, group) block of m elements:
 ``exact``     exact statistics (see :func:`exact_statistics_group`): every partial sum of x and of
               (x - mu)**2 is exactly representable in the accumulation precision, so the mean and the sum of
               squares come out exact in any summation order.
+``grid``      values one last-digit step apart, most of them equal (see :func:`grid_group`):
+              x = +-q (c + b), b in {0, 1}, the centre c in the top binade of the storage precision
+              (float16, bfloat16) or at the domain's largest |mean|/std decade (float32: 1e5, float64:
+              1e11), q a power of two that keeps eps below 1e-4 of the variance (grid cases draw the eps
+              for which the format's range allows that).  E[x**2] - E[x]**2 cancels there in the
+              accumulation precision while the data are exact.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ from gn_spec.profiles import PROFILE_NAMES, PROFILES, Limits
 DTYPES = NAMES  # the format names of gn_spec.formats, in its order
 AFFINES = ("none", "weight", "bias", "weight_bias")
 # Order matters: Hypothesis shrinks a sampled_from towards its first element.
-RECIPES = ("plain", "offset", "exact", "near_eps", "constant", "wide")
+RECIPES = ("plain", "offset", "exact", "near_eps", "constant", "wide", "grid")
+#: The recipes whose blocks have a conditioning decade (``Case.log10_offset``, |mean|/std ~ 10**it).
+DECADE_RECIPES = ("offset", "near_eps", "exact", "grid")
 EPS_VALUES = (1e-5, 1e-3, 1e-6, 0.1, 1.0, 1e-10)
 
 
@@ -98,6 +106,9 @@ class Case:
             "constant": f"every group constant, |x| ~ 1e{self.log10_scale}",
             "wide": f"x = +-10**(U(-3, 3)), magnitudes around 1e{self.log10_scale}",
             "exact": f"exact-statistics data (order-independent sums), |mean|/std ~ 1e{self.log10_offset}",
+            "grid": "x = q*(c + b), b in {0, 1} mostly 0, c in the top binade of the storage precision or "
+            f"|mean|/std in [1e{self.log10_offset}, 1e{self.log10_offset + 1}), eps <= var/1e4 where the "
+            "range allows",
         }[self.data]
         grad = f", grad_output = {self.grad_offset:g} + N(0,1)" if self.grad_offset and gradients else ""
         m = self.group_size if self.valid else "?"
@@ -174,6 +185,57 @@ def exact_statistics_group(rng: np.random.Generator, m: int, dtype: str, log10_o
     return (c + ks).astype(np.float64) * step
 
 
+#: The range of the grid recipe's fraction p of stepped values (log2 p).
+GRID_LOG2_FRACTION = (-4.0, -1.0)
+#: The grid recipe keeps eps at most the variance divided by this, where the format's range allows.
+GRID_EPS_RATIO = 1e4
+
+
+def grid_top_decade(dtype: str) -> int:
+    """The decade of 2**p, p the storage precision of ``dtype``: at and above it the grid recipe puts its
+    centre in the top binade [2**(p - 1), 2**p), where |mean|/std is 2**(p - 1) / std or more."""
+    return math.floor(FORMATS[dtype].significand_bits * math.log10(2.0))
+
+
+def grid_eps_values(dtype: str) -> tuple[float, ...]:
+    """The eps of :data:`EPS_VALUES` that the grid recipe can keep below 1/GRID_EPS_RATIO of the variance in
+    ``dtype``: its largest q (2**(emax - p)) with K = 1 and p = 1/16 (variance q**2 15/256) at the top."""
+    fmt = FORMATS[dtype]
+    log2_largest_variance = 2 * (fmt.max_exponent - fmt.significand_bits) + math.log2(15.0 / 256.0)
+    return tuple(e for e in EPS_VALUES if math.log2(e * GRID_EPS_RATIO) <= log2_largest_variance)
+
+
+def grid_group(rng: np.random.Generator, m: int, dtype: str, log10_offset: int, eps: float) -> np.ndarray:
+    """m values x_j = +-q (c + b_j) of ``dtype`` (one sign for the block), b_j = 1 with probability
+    p = 2**U(-4, -1) and 0 otherwise (both present when m >= 2): data one step of q apart, most of them
+    equal, whose centre c gives |mean|/std = 10**(log10_offset + U(0, 1)), or from
+    :func:`grid_top_decade` on lies in the top binade of the storage precision, [2**(p - 1), 2**p - 1).
+
+    Every x_j is an integer below 2**p times a power of two q, so it is exact in ``dtype``; q is the smallest
+    that makes the nominal variance q**2 p (1 - p) at least :data:`GRID_EPS_RATIO` eps (then up to 4 times
+    more), within the format's range.  Such blocks make E[x**2] - E[x]**2 cancel in the accumulation
+    precision: float16 data in float32 have c**2 ~ 2**22 against a variance below 1, so a one-pass variance
+    (SPEC §3.12: Flax, Keras, ONNX) often comes out <= 0, and eps is too small to hide it.
+    """
+    fmt = FORMATS[dtype]
+    top = 2**fmt.significand_bits - 1
+    fraction = 2.0 ** rng.uniform(*GRID_LOG2_FRACTION)
+    std = math.sqrt(fraction * (1.0 - fraction))
+    if log10_offset >= grid_top_decade(dtype):  # the top binade, where the cancellation is worst
+        centre = int(rng.integers(2 ** (fmt.significand_bits - 1), top))
+    else:
+        centre = int(round(10.0 ** (log10_offset + rng.uniform(0.0, 1.0)) * std))
+    sign = int(rng.choice([-1, 1]))
+    stepped = (rng.random(m) < fraction).astype(np.int64)
+    if m >= 2 and stepped.sum() in (0, m):
+        stepped[int(rng.integers(0, m))] ^= 1
+    nominal = std**2
+    e = math.ceil(0.5 * math.log2(GRID_EPS_RATIO * eps / nominal)) if eps > 0 else 0
+    e = max(e, 1 - fmt.max_exponent) + int(rng.integers(0, 3))  # q at least the smallest normal
+    e = min(e, fmt.max_exponent - fmt.significand_bits)  # |x| < q 2**p <= 2**emax
+    return sign * (centre + stepped).astype(np.float64) * 2.0**e
+
+
 def _group_values(case: Case, rng: np.random.Generator, m: int, dtype: str) -> np.ndarray:
     """Values of one (sample, group) block following ``case.data`` (before rounding to ``dtype``)."""
     recipe = case.data
@@ -181,6 +243,8 @@ def _group_values(case: Case, rng: np.random.Generator, m: int, dtype: str) -> n
         return rng.standard_normal(m)
     if recipe == "exact":
         return exact_statistics_group(rng, m, dtype, case.log10_offset)
+    if recipe == "grid":
+        return grid_group(rng, m, dtype, case.log10_offset, case.eps)
     if recipe == "constant":
         value = float(rng.choice([-1.0, 1.0])) * 10.0**case.log10_scale * 2.0 ** rng.uniform(0.0, 1.0)
         return np.full(m, value)
@@ -427,11 +491,14 @@ def case_strategy(
     def build(draw: st.DrawFn) -> Case:
         shape, groups, pooled_affine = draw(shapes)
         data = draw(st.sampled_from(RECIPES))
-        eps = draw(st.sampled_from(EPS_VALUES))
+        eps = draw(st.sampled_from(grid_eps_values(dtype) if data == "grid" else EPS_VALUES))
         top_offset = hi_offset
         if data == "near_eps" and eps > 0:  # |mu| ~ sqrt(eps) 10^offset must stay below 10^hi_total too
             top_offset = max(0, min(hi_offset, hi_total - math.ceil(math.log10(2.0 * math.sqrt(eps)))))
-        log10_offset = draw(st.integers(0, top_offset)) if data in ("offset", "near_eps", "exact") else 0
+        if data == "grid":  # always its top decade: the last digits; within the domain's 10**hi_offset
+            log10_offset = min(hi_offset - 1, grid_top_decade(dtype))
+        else:
+            log10_offset = draw(st.integers(0, top_offset)) if data in DECADE_RECIPES else 0
         if data == "offset":
             log10_scale = draw(st.integers(lo_scale, hi_total - log10_offset))
         elif data == "wide":  # the recipe spreads magnitudes over a further 1e+-3

@@ -106,7 +106,7 @@ def test_entry_is_well_formed(entry):
     assert entry.source.startswith("https://") and entry.source in doc
     assert entry.bug_class
     assert entry.caught_by in CAUGHT_BY_PROPERTIES
-    names = {v.name for v in V.FORWARD_VARIANTS} | {v.name for v in V.BACKWARD_VARIANTS}
+    names = set(V.VARIANTS_BY_NAME) | {v.name for v in V.BACKWARD_VARIANTS}
     assert entry.variant is None or entry.variant in names
 
 

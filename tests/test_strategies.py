@@ -10,12 +10,15 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument, NoSuchExample
 
-from gn_spec.formats import is_representable, round_through_float32
+from gn_spec.formats import FORMATS, is_representable, round_through_float32
 from gn_spec.strategies import (
     DTYPES,
+    MAGNITUDES,
+    RECIPES,
     Case,
     case_strategy,
     exact_statistics_group,
+    grid_eps_values,
     invalid_case_strategy,
     materialize,
 )
@@ -131,6 +134,36 @@ def test_exact_statistics_reach_large_conditioning():
     assert abs(x.mean()) / x.std() > 1e3
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grid_blocks_are_one_last_digit_apart_at_the_top(dtype):
+    """Every grid block holds two neighbouring multiples c q and (c + 1) q; for float16 and bfloat16 c lies
+    in the top binade [2**(p - 1), 2**p) of the storage precision, for float32 and float64 |mean|/std in the
+    domain's top decade (below 10**6 and 10**12, SPEC §3.8); the step is large enough that
+    eps <= var / 1e4 (nominal) wherever the format's range allows it, and grid cases draw only such eps."""
+    p = FORMATS[dtype].significand_bits
+    top_binade = 2 ** (p - 1) <= 2 ** (max(MAGNITUDES[dtype][2] - 1, 0) * math.log2(10))
+
+    @SETTINGS
+    @given(case_strategy("default", dtype).filter(lambda c: c.data == "grid" and c.group_size >= 2))
+    def check(case):
+        assert case.eps in grid_eps_values(dtype)
+        for block in materialize(case, dtype).x.reshape(-1, case.group_size):
+            values = np.unique(block)
+            assert len(values) == 2, values
+            step = values[1] - values[0]
+            centre = np.abs(values).min() / step
+            assert centre == int(centre) and centre + 1 < 2**p
+            assert step**2 >= 4e4 * case.eps  # q**2 p (1 - p) >= 1e4 eps with p (1 - p) <= 1/4
+            if top_binade:
+                assert centre >= 2 ** (p - 1), (centre, values)
+            else:
+                # nominally in [10**d, 10**(d + 1)); the block's own share of stepped values moves it
+                kappa, d = abs(block.mean()) / block.std(), case.log10_offset
+                assert 10 ** (d - 1) <= kappa < 10 ** (d + 2)
+
+    check()
+
+
 # ---------------------------------------------------------------------------------------------- coverage
 
 
@@ -141,7 +174,7 @@ def test_default_profile_covers_the_structure_the_model_needs():
     assert find(strategy, lambda c: 1 < c.num_groups < c.channels and c.group_size % 2 == 1, settings=FIND)
     assert find(strategy, lambda c: c.num_groups == c.channels > 1 and len(c.shape) == 5, settings=FIND)
     assert find(strategy, lambda c: len(c.shape) == 2 and c.num_groups == 1 and c.channels > 1, settings=FIND)
-    for recipe in ("plain", "offset", "exact", "near_eps", "constant", "wide"):
+    for recipe in RECIPES:
         assert find(strategy, lambda c, r=recipe: c.data == r, settings=FIND).data == recipe
     for eps in (1e-10, 1.0):
         assert find(strategy, lambda c, e=eps: c.eps == e, settings=FIND).eps == eps
