@@ -157,6 +157,7 @@ class GroupLayout:
     abs_mean: np.ndarray  # A = <|x|>
     group_size: int  # m
     channel_length: int  # M = N * S
+    eps: float = 0.0
 
     @property
     def xhat(self) -> np.ndarray:
@@ -201,7 +202,7 @@ def group_layout(x: Any, num_groups: int, eps: float) -> GroupLayout:
     n, _, cpg, s = blocks.shape
     if blocks.size == 0:
         zeros = np.zeros((n, num_groups, 1, 1))
-        return GroupLayout(tuple(x.shape), blocks, zeros, zeros + 1.0, zeros, cpg * s, n * s)
+        return GroupLayout(tuple(x.shape), blocks, zeros, zeros + 1.0, zeros, cpg * s, n * s, eps)
     # The scales need r to a few digits also where v << mu**2 (a constant group of 1e26 has v = 0 exactly):
     # one correction step of the mean makes the deviations, and so v, accurate to O(u**2 kappa**2).
     first = blocks.mean(axis=(2, 3), keepdims=True)
@@ -210,7 +211,7 @@ def group_layout(x: Any, num_groups: int, eps: float) -> GroupLayout:
     with np.errstate(divide="ignore"):
         rstd = 1.0 / np.sqrt(var + eps)
     abs_mean = np.abs(blocks).mean(axis=(2, 3), keepdims=True)
-    return GroupLayout(tuple(x.shape), blocks, mean, rstd, abs_mean, cpg * s, n * s)
+    return GroupLayout(tuple(x.shape), blocks, mean, rstd, abs_mean, cpg * s, n * s, eps)
 
 
 # ---------------------------------------------------------------------------------------------- terms
@@ -245,11 +246,20 @@ class Term:
 class Statistics:
     """The per-group error quantities of the statistics, for one dtype (SPEC.md, "Statistics").
 
-    kappa = A r.  To first order |mu_hat - mu| <= K_mu u_a A and |r_hat - r| <= K_r u_a (1 + kappa) r.
-    eps_mu = K_mu u_a kappa bounds the shift of any xhat caused by the mean error.  To all orders
-    r_hat = r (1 + theta) with -rho_down <= theta <= rho_up, rho_up = K_r u_a (1 + kappa) and
-    rho_down = rho_up + min(eps_mu**2 / 2, 1): the two-pass variance carries v + (mu_hat - mu)**2 >= v, which
-    can only lower r, by the factor (1 + (mu_hat - mu)**2 r**2)**-1/2.
+    kappa = A r.  To first order |mu_hat - mu| <= K_mu u_a A and |r_hat - r| <= K_r u_a (1 + kappa) r
+    (``rho_first``).  eps_mu = K_mu u_a kappa bounds the shift of any xhat caused by the mean error.  To all
+    orders r_hat = r (1 + theta) with -rho_down <= theta <= rho_up:
+
+    - rho_up: the computed v_hat + eps lies within delta_v = (d + 4) u_a (1 + kappa) of v + eps, relative
+      (the variance's error, then adding eps), and is at least eps (1 - u_a), because every admitted way of
+      computing the variance (two-pass, Welford, Chan's merge) gives v_hat >= 0; the square root and the
+      division add a factor (1 + u_a)**2.  So rho_up is the larger of rho_first and (1 + u_a)**2
+      min((1 - delta_v)**-1/2, ((v + eps) / (eps (1 - u_a)))**1/2) - 1, the first argument inf once
+      delta_v >= 1: a variance known to no digit may come out 0, and then r_hat = eps**-1/2.  (To first
+      order the second is delta_v / 2 + 2 u_a <= rho_first.)
+    - rho_down = rho_first + min(eps_mu**2 / 2, 1): (1 + delta_v)**-1/2 (1 - u_a)**2 >= 1 - rho_first, and
+      the two-pass variance carries v + (mu_hat - mu)**2 >= v, which can only lower r, by the factor
+      (1 + (mu_hat - mu)**2 r**2)**-1/2.
     """
 
     layout: GroupLayout
@@ -259,6 +269,7 @@ class Statistics:
     k_r: float
     kappa: np.ndarray
     eps_mu: np.ndarray
+    rho_first: np.ndarray
     rho_up: np.ndarray
     rho_down: np.ndarray
 
@@ -300,9 +311,17 @@ def statistics(layout: GroupLayout, dtype: str) -> Statistics:
     u_a = accumulation_roundoff(dtype)
     kappa = layout.abs_mean * layout.rstd
     eps_mu = k_mu * u_a * kappa
-    rho_up = k_r * u_a * (1 + kappa)
-    rho_down = rho_up + np.minimum(eps_mu**2 / 2, 1.0)
-    return Statistics(layout, dtype, summation_depth(m), k_mu, k_r, kappa, eps_mu, rho_up, rho_down)
+    rho_first = k_r * u_a * (1 + kappa)
+    delta_v = (2 * k_r - 4) * u_a * (1 + kappa)  # (d + 4) u_a (1 + kappa)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        known = np.where(delta_v < 1, 1.0 / np.sqrt(np.maximum(1 - delta_v, 0.0)), np.inf)
+        # r_hat <= (eps (1 - u_a))**-1/2 (1 + u_a)**2, over r = (v + eps)**-1/2
+        floor = 1.0 / (layout.rstd * math.sqrt(layout.eps * (1 - u_a))) if layout.eps > 0 else np.inf
+    rho_up = np.maximum(rho_first, (1 + u_a) ** 2 * np.minimum(known, floor) - 1)
+    rho_down = rho_first + np.minimum(eps_mu**2 / 2, 1.0)
+    return Statistics(
+        layout, dtype, summation_depth(m), k_mu, k_r, kappa, eps_mu, rho_first, rho_up, rho_down
+    )
 
 
 @dataclass(frozen=True)
@@ -324,14 +343,16 @@ def magnitudes(stats: Statistics, terms: list[Term]) -> Magnitudes:
     neither); since the error is at most sum_j c_j comp_j <= max_j c_j * sum_j comp_j, the quantity's
     coefficient is the largest c_j.
 
-    To all orders, with P the total power of r and theta its relative error,
-        |(1 + theta)**P prod_k (f_k + e_k) - prod_k f_k| <= tau prod_k (|f_k| + shift_k)
-                                                             + prod_k (|f_k| + shift_k) - prod_k |f_k|,
+    To all orders, with P the total power of r, theta its relative error and e_k the error of factor k
+    (at most shift_k + c_k u_a E_k, its mean shift and its first-order error),
+        |(1 + theta)**P prod_k (f_k + e_k) - prod_k f_k| <= (1 + tau) prod_k (|f_k| + |e_k|) - prod_k |f_k|,
     tau = max((1 + rho_up)**P - 1, 1 - (1 - rho_down)**P); this less its first-order part is the remainder
-    H, which keeps the bound valid where the mean error is comparable to the standard deviation.
+    H, which keeps the bound valid where the mean error is comparable to the standard deviation, or the
+    variance's error to the variance.
     """
     lay = stats.layout
     base_r = lay.rstd
+    u_a = accumulation_roundoff(stats.dtype)
     one_plus_kappa = 1 + stats.kappa
     scale: np.ndarray = np.zeros(1)
     remainder: np.ndarray = np.zeros(1)
@@ -353,12 +374,13 @@ def magnitudes(stats: Statistics, terms: list[Term]) -> Magnitudes:
         power = term.r_power + sum(f.r_power for f in term.factors)
         tau = np.maximum((1 + stats.rho_up) ** power - 1, 1 - np.maximum(1 - stats.rho_down, 0.0) ** power)
         with np.errstate(over="ignore", invalid="ignore"):  # inf: outside the model's domain, see SPEC.md
-            shifted = base * math.prod(f.value + f.shift for f in term.factors) if values else base
+            # each factor off by its mean shift and its own first-order error, e_k = c_k u_a E_k
+            off = [f.shift + f.coefficient * u_a * f.bound for f in term.factors]
+            shifted = base * math.prod(v + o for v, o in zip(values, off, strict=True)) if values else base
             first = sum(
-                base * f.shift * math.prod(v for j, v in enumerate(values) if j != k)
-                for k, f in enumerate(term.factors)
+                base * o * math.prod(v for j, v in enumerate(values) if j != k) for k, o in enumerate(off)
             )
-            linear = product * (1 + power * stats.rho_up) + first
+            linear = product * (1 + power * stats.rho_first) + first
             extra = np.nan_to_num(np.maximum((1 + tau) * shifted - linear, 0.0), nan=np.inf)
         remainder = remainder + extra
     return Magnitudes(np.asarray(scale), coefficient, np.asarray(remainder))
