@@ -78,9 +78,11 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
                     "backward_agreement"),
     }  # fmt: skip
     out = {}
+    # seed 2, as tests/test_deviations.py: its quick forward_agreement draws bias-only cases (which the
+    # deviating target refuses); not every seed does
     for name, args in runs.items():
         path = tmp / f"{name}.json"
-        argv = ["check", *args, "--profile", "quick", "--seed", "4", "--json", str(path), "--quiet"]
+        argv = ["check", *args, "--profile", "quick", "--seed", "2", "--json", str(path), "--quiet"]
         done = gn_spec(*argv)
         assert done.returncode in (0, 1), done.stdout + done.stderr
         doc = json.loads(path.read_text())
@@ -113,7 +115,7 @@ def test_the_envelope(reports: dict[str, dict]) -> None:
     started = datetime.datetime.fromisoformat(doc["timestamp"])
     assert started.utcoffset() == datetime.timedelta(0)
     assert abs((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()) < 3600
-    assert (doc["seed"], doc["profile"]) == (4, "quick")
+    assert (doc["seed"], doc["profile"]) == (2, "quick")
     ex = doc["execution"]
     assert (ex["framework"], ex["framework_version"]) == ("numpy", np.__version__)
     assert ex["device"] == "cpu" and ex["python"] == platform.python_version()
@@ -123,7 +125,7 @@ def test_the_envelope(reports: dict[str, dict]) -> None:
     replay = shlex.split(forward["replay"])
     assert replay[:3] == ["gn-spec", "check", DEVIATING]
     assert replay[-2:] == ["--property", "forward_agreement"]
-    assert replay[replay.index("--seed") + 1] == "4" and "--deviations" not in replay
+    assert replay[replay.index("--seed") + 1] == "2" and "--deviations" not in replay
 
 
 def test_the_envelope_of_a_run_with_deviations(reports: dict[str, dict]) -> None:
