@@ -28,6 +28,7 @@ import collections
 import os
 import statistics
 import sys
+from unittest import mock
 
 from gn_spec.checker import run_check
 from gn_spec.checker.probe import Probe
@@ -54,11 +55,8 @@ def cell_counts(profile: str, dtype: str, seed: int) -> collections.Counter[tupl
         counts[(case.data, case.log10_offset if case.data in DECADE_RECIPES else None)] += 1
         return original(self, case)
 
-    Probe.inputs = recording
-    try:
+    with mock.patch.object(Probe, "inputs", recording):
         run_check("reference", dtype=dtype, profile=profile, seed=seed, properties=["forward_agreement"])
-    finally:
-        Probe.inputs = original
     return counts
 
 
