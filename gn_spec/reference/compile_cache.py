@@ -1,12 +1,12 @@
 """The first run after an install: compiling the reference's kernels in parallel, and saying so.
 
 numba compiles each kernel on first use and caches the machine code on disk (see
-:mod:`gn_spec.reference.jit`).  A cold cache costs a minute or more on a small machine, which the first
-``gn-spec check`` would otherwise spend silently inside its first properties.  :func:`start` finds the serial
-builds with no cache entry (the ones every run needs; parallel builds serve only inputs of 2**16 elements or
-more and compile when first met) and compiles them in two background processes, one per share of the work,
-while the checker starts its worker; :meth:`Background.wait` waits for them, after which every process loads
-the kernels from the cache.
+:mod:`gn_spec.reference.jit`).  A cold cache costs 17 s of compiling on an idle 2-core machine, which the
+first ``gn-spec check`` would otherwise spend silently in its first properties.  :func:`start` finds the
+serial builds with no cache entry (the ones every run needs; parallel builds serve only inputs of 2**16
+elements or more and compile when first met) and compiles them in two background processes, one per share
+of the work, while the checker starts its worker; :meth:`Background.wait` waits for them, after which every
+process loads the kernels from the cache.
 
     python -m gn_spec.reference.compile_cache KERNEL ...   # compile the named serial builds (what start runs)
 """
@@ -18,9 +18,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-#: The block kernels, split in two shares of about equal compile time (measured: forward_fast 25 s,
-#: double_backward_kernel 22 s, backward_fast 17 s, precise forward 9 s, precise backward 7 s on a loaded
-#: 2-core machine).
+#: The block kernels, split in two shares of about equal compile time (measured 2026-12-03 on an idle 2-core
+#: machine: forward_fast 5.1 s, double_backward_kernel 5.7 s, backward_fast 3.4 s, precise forward 1.7 s,
+#: precise backward 1.4 s; a quick run of ``gn-spec check torch`` needs all five, benchmarks/first_run.py).
 SHARES = (
     ("fast.forward_fast", "precise.forward_kernel", "precise.backward_kernel"),
     ("precise.double_backward_kernel", "fast.backward_fast"),

@@ -15,7 +15,12 @@ import numba
 from numba.core import types
 from numba.extending import intrinsic
 
-_jit = numba.njit(cache=True, inline="always", error_model="numpy")
+# No inline="always": numba's own inlining re-types and re-lowers every primitive at every call site, which
+# made the first run after an install compile 30 s of kernels (serially, on an idle 2-core machine) instead
+# of 17 s.  LLVM still inlines these small functions into the kernels once they are linked, so the kernels
+# run as fast (benchmarks/reference_speed.py: 25.9 against 26.4 ms forward + backward, measured 2026-12-03).
+# Inlining never changes a result here: without fastmath, LLVM neither reassociates nor contracts into FMAs.
+_jit = numba.njit(cache=True, error_model="numpy")
 
 
 @intrinsic
