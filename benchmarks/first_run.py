@@ -15,6 +15,7 @@ import argparse
 import os
 import statistics
 import tempfile
+from unittest import mock
 
 from _check_process import timed_check
 
@@ -23,17 +24,9 @@ GOAL_S = 15.0
 
 def pair(target: str, profile: str) -> tuple[float, float]:
     """Wall seconds of a cold and then a warm run, sharing one new numba cache."""
-    before = os.environ.get("NUMBA_CACHE_DIR")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["NUMBA_CACHE_DIR"] = cache
-        try:
-            cold, _ = timed_check(target, "--profile", profile, "--seed", "0")
-            warm, _ = timed_check(target, "--profile", profile, "--seed", "0")
-        finally:
-            if before is None:
-                del os.environ["NUMBA_CACHE_DIR"]
-            else:
-                os.environ["NUMBA_CACHE_DIR"] = before
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"NUMBA_CACHE_DIR": cache}):
+        cold, _ = timed_check(target, "--profile", profile, "--seed", "0")
+        warm, _ = timed_check(target, "--profile", profile, "--seed", "0")
     return cold, warm
 
 

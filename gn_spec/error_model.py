@@ -157,7 +157,7 @@ class GroupLayout:
     abs_mean: np.ndarray  # A = <|x|>
     group_size: int  # m
     channel_length: int  # M = N * S
-    eps: float = 0.0
+    eps: float
 
     @property
     def xhat(self) -> np.ndarray:
@@ -312,16 +312,15 @@ def statistics(layout: GroupLayout, dtype: str) -> Statistics:
     kappa = layout.abs_mean * layout.rstd
     eps_mu = k_mu * u_a * kappa
     rho_first = k_r * u_a * (1 + kappa)
-    delta_v = (2 * k_r - 4) * u_a * (1 + kappa)  # (d + 4) u_a (1 + kappa)
+    depth = summation_depth(m)
+    delta_v = (depth + 4) * u_a * (1 + kappa)  # the variance's error, then adding eps (SPEC.md 3.4)
     with np.errstate(divide="ignore", invalid="ignore"):
         known = np.where(delta_v < 1, 1.0 / np.sqrt(np.maximum(1 - delta_v, 0.0)), np.inf)
-        # r_hat <= (eps (1 - u_a))**-1/2 (1 + u_a)**2, over r = (v + eps)**-1/2
-        floor = 1.0 / (layout.rstd * math.sqrt(layout.eps * (1 - u_a))) if layout.eps > 0 else np.inf
-    rho_up = np.maximum(rho_first, (1 + u_a) ** 2 * np.minimum(known, floor) - 1)
+        # v_hat + eps >= eps (1 - u_a) caps r_hat / r at ((v + eps) / (eps (1 - u_a)))**1/2
+        eps_cap = 1.0 / (layout.rstd * math.sqrt(layout.eps * (1 - u_a))) if layout.eps > 0 else np.inf
+    rho_up = np.maximum(rho_first, (1 + u_a) ** 2 * np.minimum(known, eps_cap) - 1)
     rho_down = rho_first + np.minimum(eps_mu**2 / 2, 1.0)
-    return Statistics(
-        layout, dtype, summation_depth(m), k_mu, k_r, kappa, eps_mu, rho_first, rho_up, rho_down
-    )
+    return Statistics(layout, dtype, depth, k_mu, k_r, kappa, eps_mu, rho_first, rho_up, rho_down)
 
 
 @dataclass(frozen=True)

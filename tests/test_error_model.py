@@ -534,22 +534,6 @@ def test_pytorch_cpu_grad_bias_of_a_long_channel(dtype):
     assert verdict.passed, verdict.message
 
 
-def welford_float32(x: np.ndarray, num_groups: int, eps: float) -> np.ndarray:
-    """Welford's update in float32, element after element (no affine): the running mean is rounded at every
-    step, so where it cannot hold the block's mean the variance may cancel to 0 (it never goes below 0)."""
-    f = np.float32
-    g = x.astype(f).reshape(x.shape[0] * num_groups, -1)
-    y = np.empty_like(g)
-    for row in range(g.shape[0]):
-        mean, m2 = f(0), f(0)
-        for k, value in enumerate(g[row], start=1):
-            delta = value - mean
-            mean = f(mean + delta / f(k))
-            m2 = f(m2 + delta * (value - mean))
-        y[row] = (g[row] - mean) / np.sqrt(m2 / f(g.shape[1]) + f(eps))
-    return y.reshape(x.shape).astype(np.float64)
-
-
 #: Seven float32 groups of two values with |mean| ~ 1e6 sigma (the offset recipe, rounded); the last group
 #: holds two neighbouring float32 numbers, -527696.3125 and -527696.375, so kappa ~ 1.7e7 > 1/u.
 WELFORD_CANCELS = [[717835.0625, 717836.375, -499919.875, -499920.625, 2601839.0, 2601842.25, -164912.1875,
@@ -562,11 +546,12 @@ def test_a_welford_variance_cancelled_to_zero_is_within_the_model():
     (d + 3) u_a (v + A sigma), which exceeds v itself once kappa is near 1/u_a.  There the computed variance
     may be 0 and r_hat = eps**-1/2, so the bound on r must follow (1 - delta_v)**-1/2, capped by eps, not
     its first-order part K_r u_a (1 + kappa) (which admitted r_hat <= 5.5 r here: the derivation was wrong).
-    Float32 Welford on the last group: running mean -527696.375 (the second value), m2 = 0, so the first
-    output is 0.0625 / sqrt(eps) = 6250 where the exact value is 1."""
+    Float32 Welford (``cascaded_welford``: one block per group here) on the last group: running mean
+    -527696.375 (the second value), m2 = 0, so the first output is 0.0625 / sqrt(eps) = 6250 where the exact
+    value is 1."""
     x = np.array(WELFORD_CANCELS, np.float32).astype(np.float64)
     eps = 1e-10
-    observed = welford_float32(x, 7, eps)
+    observed = cascaded_welford(x, 7, None, None, eps).astype(np.float64)
     assert observed[0, 12] == pytest.approx(0.0625 / math.sqrt(eps), rel=1e-6)  # the variance cancelled
     verdict = em.judge("output", observed, gn_spec.group_norm(x, 7, None, None, eps),
                        em.forward_tolerance(x, 7, None, None, eps, "float32"))
