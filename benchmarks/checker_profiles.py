@@ -19,15 +19,20 @@ from _check_process import timed_check
 BUDGETS = {"quick": "<= 10 s", "default": "<= 60 s, >= 2000 cases", "thorough": "minutes"}
 
 
-def run(target: str, profile: str, dtype: str, seed: int) -> dict[str, object]:
-    """One end-to-end check; returns its row of the table."""
-    seconds, report = timed_check(target, "--profile", profile, "--dtype", dtype, "--seed", str(seed))
+def run(target: str, profile: str, dtype: str, seed: int, *options: str) -> dict[str, object]:
+    """One end-to-end check (``options``: more of gn-spec check's, e.g. ``--deviations FILE``); returns its
+    row of the table, with the cases backward_agreement judged (0 where it did not run)."""
+    seconds, report = timed_check(
+        target, "--profile", profile, "--dtype", dtype, "--seed", str(seed), *options
+    )
     failed = [p["name"] for p in report["properties"] if p["status"] == "failed"]
     cases = report["summary"]["cases"]
+    backward = next((p["cases"] for p in report["properties"] if p["name"] == "backward_agreement"), 0)
     return {
         "profile": profile,
         "seconds": seconds,
         "cases": cases,
+        "backward_cases": backward,
         "rate": cases / seconds,
         "verdict": report["verdict"],
         "failed": ", ".join(failed) or "-",

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from hypothesis import strategies as st
@@ -454,6 +454,7 @@ def case_strategy(
     max_spatial_dims: int = 3,
     four_d_only: bool = False,
     pool: ShapePool | None = None,
+    large_every: int | None = None,
 ) -> st.SearchStrategy[Case]:
     """Cases for ``profile`` ("quick" | "default" | "thorough") and ``dtype``.
 
@@ -463,7 +464,8 @@ def case_strategy(
     Shapes have 0..max_spatial_dims spatial dims (exactly 2 with ``four_d_only``, the CS231n API); group
     counts 1, C and between; group sizes including 1 and non powers of two.  In "default" one case in 12 has
     groups of 1e5 to 2.5e5 elements ("thorough": one in 6, up to 1.2e6; "quick": none); the sizes are the
-    profile's :class:`~gn_spec.profiles.Limits`.  Every case carries gradients (see :class:`Inputs`).
+    profile's :class:`~gn_spec.profiles.Limits`; ``large_every`` overrides the profile's one in 12 (0: no
+    large cases).  Every case carries gradients (see :class:`Inputs`).
 
     Example::
 
@@ -472,6 +474,8 @@ def case_strategy(
     """
     _check_args(profile, dtype, max_spatial_dims)
     limits = PROFILES[profile].limits
+    if large_every is not None:
+        limits = replace(limits, large_every=large_every)
     spatial_dims: st.SearchStrategy[int] = st.just(2) if four_d_only else st.integers(0, max_spatial_dims)
     small = _shapes(pool.small if pool else None, _small_shape, limits, spatial_dims)
     if limits.large_every and not (pool and not limits.pool_large):

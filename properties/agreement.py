@@ -17,9 +17,17 @@ from hypothesis import strategies as st
 import gn_spec
 from gn_spec.checker.failure_kinds import WRONG_STRUCTURE
 from gn_spec.checker.probe import Probe
-from gn_spec.checker.property_framework import Draw, Outcome, failure_of, from_judgements, gn_property
+from gn_spec.checker.property_framework import (
+    Draw,
+    Outcome,
+    default_cases,
+    failure_of,
+    from_judgements,
+    gn_property,
+)
 from gn_spec.checker.target import CheckConfig, pooled_shapes
 from gn_spec.error_model import backward_tolerances, double_backward_tolerances, forward_tolerance, judge
+from gn_spec.profiles import BACKWARD_WEIGHT, PROFILES
 from gn_spec.strategies import AFFINES, EPS_VALUES, Case
 
 
@@ -100,7 +108,21 @@ assert all(v.passed for v in verdicts), "the target does not conform"
 """
 
 
-@gn_property("backward_agreement", applies=has_backward, checks=("backward",))
+def backward_cases(config: CheckConfig) -> st.SearchStrategy[Case]:
+    """The profile's cases, with BACKWARD_WEIGHT times fewer large groups: backward_agreement's weight buys
+    more of the small and middle-sized cases, and as many large-group cases as every other property judges
+    (each costs about 20 small ones, most of it in the exact reference on its long groups)."""
+    every = PROFILES[config.profile].limits.large_every
+    return default_cases(config, large_every=round(every * BACKWARD_WEIGHT))
+
+
+@gn_property(
+    "backward_agreement",
+    applies=has_backward,
+    cases=backward_cases,
+    weight=BACKWARD_WEIGHT,
+    checks=("backward",),
+)
 def backward_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:
     """The gradients of x, weight and bias agree with the reference's vector-Jacobian product.
 

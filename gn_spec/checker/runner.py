@@ -7,9 +7,11 @@ seconds, so that ``--seed`` reproduces the whole run): a crash or hang costs a w
 such failures shrink only a few steps.  Nothing is written to the user's folder (no example database).
 
 With a deviations file (:mod:`gn_spec.checker.deviations`), a generated input in a declared region is
-counted and not judged (the property is not called on it) and Hypothesis goes on generating; a failure of a
-declared kind in a region is counted and excused; a property declared failing as a whole that fails is an
-expected failure.  After the property's run its regions are re-checked on a few of the inputs they excluded.
+counted and not judged (the property is not called on it, and it does not count against the property's
+budget of cases: Hypothesis goes on generating until that many inputs outside the regions were judged); a
+failure of a declared kind in a region is counted and excused (and not counted as a case either); a
+property declared failing as a whole that fails is an expected failure.  After the property's run its regions
+are re-checked on a few of the inputs they excluded.
 Without one, nothing of this runs: the same seed gives the same cases and verdicts.
 
 ``jobs=N`` (``--jobs``) runs the properties in N processes of the checker, each with its own worker of the
@@ -37,7 +39,7 @@ import hypothesis
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given
 from hypothesis import strategies as st
-from hypothesis.errors import HypothesisDeprecationWarning, HypothesisException
+from hypothesis.errors import HypothesisDeprecationWarning, HypothesisException, Unsatisfiable
 
 from gn_spec.checker import reproducer
 from gn_spec.checker.builtins import BY_NAME
@@ -254,18 +256,18 @@ def _run_property(
         fields = case_fields(case, config.dtype) if regions or narrowed else {}
         if regions:
             hit = next((d for d in regions if d.covers(fields)), None)
-            if hit is not None:  # a declared region: counted, not judged; Hypothesis goes on generating
+            if hit is not None:  # a declared region: counted, not judged, and not one of the property's cases
                 counted[hit.number] += 1
                 if len(kept[hit.number]) < RECHECK_EXAMPLES and case not in kept[hit.number]:
                     kept[hit.number].append(case)
-                return
-        elements = math.prod(case.shape) * max(spec.weight, 0.5)
+                hypothesis.reject()  # so the inputs outside the regions get the property's whole budget
+        elements = math.prod(case.shape)
         if tally.last is None:
-            tally.work += elements
-            if tally.work > budget.work * max(spec.weight, 0.5) and tally.cases:
+            tally.work += elements  # a property of weight above 1 may process that many times the work
+            if tally.work > budget.work * max(spec.weight, 1.0) and tally.cases:
                 raise _StopGenerating()
-        else:
-            tally.shrink_work += elements
+        else:  # shrinking: the same budget for every weight (the two-call properties' elements count half)
+            tally.shrink_work += elements * min(max(spec.weight, 0.5), 1.0)
             if tally.shrink_work > budget.shrink_work:
                 raise _StopShrinking()
         try:
@@ -292,7 +294,7 @@ def _run_property(
             excused = next((d for d in inside if d.excuses(outcome.failure_kind)), None)
             if not outcome.ok and excused is not None:  # a declared failure: counted, not a verdict
                 counted[excused.number] += 1
-                return
+                hypothesis.reject()  # nor one of the property's cases, as an input in a region
         tally.cases += 1
         if outcome.ratio is not None:
             if tally.worst is None or not outcome.ratio <= tally.worst:
@@ -335,6 +337,11 @@ def _run_property(
             note = " (shrinking stopped early: its budget was spent; this is the smallest failure found)"
     except _StopGenerating:
         pass  # passed: the work budget ran out before the example budget
+    except Unsatisfiable:
+        if tally.last is not None or tally.cases:
+            raise
+        # passed on no case: every input Hypothesis generated lay in a declared region (it gives up after a
+        # few hundred rejections with none accepted); the deviations report says how many were excluded
     except HypothesisException as exc:
         if tally.last is None:
             raise CheckerBug(f"property {spec.name}: Hypothesis failed: {exc!r}") from exc
