@@ -27,7 +27,7 @@ from gn_spec.checker.property_framework import (
 )
 from gn_spec.checker.target import CheckConfig, pooled_shapes
 from gn_spec.error_model import backward_tolerances, double_backward_tolerances, forward_tolerance, judge
-from gn_spec.profiles import BACKWARD_WEIGHT, PROFILES
+from gn_spec.profiles import PROFILES
 from gn_spec.strategies import AFFINES, EPS_VALUES, Case
 
 
@@ -109,18 +109,19 @@ assert all(v.passed for v in verdicts), "the target does not conform"
 
 
 def backward_cases(config: CheckConfig) -> st.SearchStrategy[Case]:
-    """The profile's cases, with BACKWARD_WEIGHT times fewer large groups: backward_agreement's weight buys
-    more of the small and middle-sized cases, and as many large-group cases as every other property judges
-    (each costs about 20 small ones, most of it in the exact reference on its long groups)."""
-    every = PROFILES[config.profile].limits.large_every
-    return default_cases(config, large_every=round(every * BACKWARD_WEIGHT))
+    """The profile's cases, with large groups as many times rarer as backward_agreement weighs in the profile
+    (gn_spec.profiles.BACKWARD_EMPHASIS): its weight buys more of the small and middle-sized cases, and as
+    many large-group cases as at weight 1 (each costs about 20 small ones, mostly in the exact reference on
+    its long groups)."""
+    profile = PROFILES[config.profile]
+    weight = profile.budget.weight_of("backward_agreement", 1.0)
+    return default_cases(config, large_every=round(profile.limits.large_every * weight))
 
 
 @gn_property(
     "backward_agreement",
     applies=has_backward,
     cases=backward_cases,
-    weight=BACKWARD_WEIGHT,
     checks=("backward",),
 )
 def backward_agreement(probe: Probe, case: Case, draw: Draw) -> Outcome:

@@ -138,6 +138,19 @@ def test_profiles_are_declared_once() -> None:
     assert _options(_check_parser(), "--")["profile"].choices == tuple(PROFILES)
 
 
+def test_a_profile_weighs_only_registered_properties_and_its_help_says_how_much() -> None:
+    from gn_spec.properties import PROPERTY_NAMES
+
+    profile_help = " ".join((_options(_check_parser(), "--")["profile"].help or "").split())
+    for profile in PROFILES.values():
+        for name, weight in profile.budget.weights:
+            assert name in PROPERTY_NAMES and weight > 0, (profile.name, name)
+            assert f"({weight:g} times that for {name})" in profile_help
+    # the quick profile is a smoke run: no property weighs more there than registered
+    assert PROFILES["quick"].budget.weights == ()
+    assert dict(PROFILES["default"].budget.weights) == {"backward_agreement": 8.0}
+
+
 BAD_VALUES = [
     ("seed", "abc", "invalid seed 'abc': expected a non-negative integer"),
     ("seed", "-1", "invalid seed '-1': expected a non-negative integer"),

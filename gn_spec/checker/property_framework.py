@@ -90,6 +90,12 @@ class PropertySpec:
     checks: tuple[str, ...] = ("forward",)
     runs_last: bool = False
 
+    def weight_in(self, profile: str) -> float:
+        """The property's weight under ``profile`` (a profile may weigh a property more: its ``weights``)."""
+        from gn_spec.profiles import PROFILES
+
+        return PROFILES[profile].budget.weight_of(self.name, self.weight)
+
     @property
     def summary(self) -> str:
         doc = (self.function.__doc__ or self.name).strip()

@@ -231,6 +231,7 @@ def _run_property(
             spec.name, spec.summary, NOT_APPLICABLE, message=reason, replay=replay_of(config, spec)
         )
     budget = PROFILES[config.profile].budget
+    weight = spec.weight_in(config.profile)
     tally = _Tally()
     active = [] if deviations is None else deviations.for_property(spec.name, config)
     regions = [d for d in active if d.cases is not None and d.kinds is None]  # not judged at all
@@ -240,7 +241,7 @@ def _run_property(
     kept: dict[int, list[Case]] = {d.number: [] for d in regions}  # for the strict re-check
 
     @hypothesis.settings(
-        max_examples=max(1, round(budget.examples * spec.weight)),
+        max_examples=max(1, round(budget.examples * weight)),
         database=None,
         deadline=None,
         derandomize=False,
@@ -264,10 +265,10 @@ def _run_property(
         elements = math.prod(case.shape)
         if tally.last is None:
             tally.work += elements  # a property of weight above 1 may process that many times the work
-            if tally.work > budget.work * max(spec.weight, 1.0) and tally.cases:
+            if tally.work > budget.work * max(weight, 1.0) and tally.cases:
                 raise _StopGenerating()
         else:  # shrinking: the same budget for every weight (the two-call properties' elements count half)
-            tally.shrink_work += elements * min(max(spec.weight, 0.5), 1.0)
+            tally.shrink_work += elements * min(max(weight, 0.5), 1.0)
             if tally.shrink_work > budget.shrink_work:
                 raise _StopShrinking()
         try:
