@@ -1,7 +1,7 @@
-"""The Flax adapters trace eps (one compiled program serves every eps) instead of compiling it in: the
-outputs, gradients and second-order results must be those of the program with eps a constant, bit for bit,
-at every dtype, or the speed-up would change what is judged.  Each dtype runs in its own interpreter (float64
-needs JAX's 64-bit mode, which is set once per process)."""
+"""The Flax and Keras (jax backend) adapters trace eps (one compiled program serves every eps) instead of
+compiling it in: the outputs, gradients and second-order results must be those of the program with eps a
+constant, bit for bit, at every dtype, or the speed-up would change what is judged.  Each dtype runs in its
+own interpreter (float64 needs JAX's 64-bit mode, which is set once per process)."""
 
 from __future__ import annotations
 
@@ -21,16 +21,25 @@ from gn_spec.checker.frameworks import jax_targets
 from gn_spec.strategies import EPS_VALUES
 
 name, dtype = sys.argv[1], sys.argv[2]
-cls = {"flax.linen.GroupNorm": jax_targets.FlaxLinenAdapter,
-       "flax.nnx.GroupNorm": jax_targets.FlaxNnxAdapter}[name]
+if name.startswith("keras"):
+    from gn_spec.checker.frameworks import keras_target
 
+    options = {"backend": "jax"}
+    traced = keras_target.KerasAdapter(BY_NAME[name], dtype, "cpu", "contiguous", options)
 
-class Constant(cls):
-    static = ("num_groups", "eps")
+    class Constant(type(traced)):
+        static = ("num_groups", "eps")
 
+    constant = Constant(traced.layers.keras, [], BY_NAME[name], dtype, options)
+else:
+    cls = {"flax.linen.GroupNorm": jax_targets.FlaxLinenAdapter,
+           "flax.nnx.GroupNorm": jax_targets.FlaxNnxAdapter}[name]
 
-traced = cls(BY_NAME[name], dtype, "cpu", "contiguous", {"use_fast_variance": True})
-constant = Constant(BY_NAME[name], dtype, "cpu", "contiguous", {"use_fast_variance": True})
+    class Constant(cls):
+        static = ("num_groups", "eps")
+
+    traced = cls(BY_NAME[name], dtype, "cpu", "contiguous", {"use_fast_variance": True})
+    constant = Constant(BY_NAME[name], dtype, "cpu", "contiguous", {"use_fast_variance": True})
 assert "eps" not in traced.static and "eps a traced argument" in " ".join(traced.notes)
 container = np.float64 if dtype == "float64" else np.float32
 rng = np.random.default_rng(1)
@@ -66,11 +75,13 @@ print(json.dumps({"compared": compared, "differences": differences}))
 @pytest.mark.parametrize(
     "name, dtype",
     [("flax.linen.GroupNorm", d) for d in ("float16", "bfloat16", "float32", "float64")]
-    + [("flax.nnx.GroupNorm", "float32")],
+    + [("flax.nnx.GroupNorm", "float32")]
+    + [("keras.layers.GroupNormalization", d) for d in ("float16", "bfloat16", "float32", "float64")],
 )
 def test_traced_eps_gives_the_constant_eps_results_bit_for_bit(name: str, dtype: str) -> None:
-    if importlib.util.find_spec("flax") is None:
-        pytest.skip("flax is not installed")
+    framework = name.split(".")[0]
+    if importlib.util.find_spec(framework) is None or importlib.util.find_spec("jax") is None:
+        pytest.skip(f"{framework} (with jax) is not installed")
     done = subprocess.run([sys.executable, "-c", SCRIPT, name, dtype], capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

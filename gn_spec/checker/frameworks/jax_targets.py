@@ -67,8 +67,8 @@ class JaxAdapter:
     #: The arguments each compiled program is specialized on.  eps is traced where the module takes an
     #: array for it (Flax: ``var + epsilon`` with a weakly typed scalar, the same float in the same format
     #: as the constant; tests/frameworks checks the outputs bit for bit), so that the six eps of the cases
-    #: share one program; a module that holds eps as a static field (Equinox) or a layer built before
-    #: tracing (Keras) is specialized on it.
+    #: share one program (Keras: the layer's epsilon is set to the traced scalar); a module that holds eps
+    #: as a static field (Equinox) is specialized on it.
     static: tuple[str, ...] = ("num_groups",)
 
     def __init__(self, target: Any, dtype: str, device: str, memory_format: str, options: dict[str, Any]):

@@ -44,19 +44,27 @@ def _import_keras(backend: str) -> Any:
     return keras
 
 
+#: The epsilon a layer of the jax backend is built with; each call replaces it with the case's eps.
+_PLACEHOLDER_EPS = 1e-3
+
+
 class _Layers:
-    """One built layer per (groups, eps, channels, rank, scale, center), made before any tracing."""
+    """One built layer per (groups, eps, channels, rank, scale, center), made before any tracing; eps None:
+    one layer for every eps, whose ``epsilon`` the caller sets before each call (the jax backend)."""
 
     def __init__(self, keras: Any, dtype: str) -> None:
         self.keras, self.dtype = keras, dtype
         self.built: dict[tuple[Any, ...], Any] = {}
 
-    def get(self, num_groups: int, eps: float, shape: tuple[int, ...], scale: bool, center: bool) -> Any:
+    def get(
+        self, num_groups: int, eps: float | None, shape: tuple[int, ...], scale: bool, center: bool
+    ) -> Any:
         key = (num_groups, eps, shape[-1], len(shape), scale, center)
         layer = self.built.get(key)
         if layer is None:
+            epsilon = _PLACEHOLDER_EPS if eps is None else eps
             layer = self.keras.layers.GroupNormalization(
-                groups=num_groups, axis=-1, epsilon=eps, center=center, scale=scale, dtype=self.dtype
+                groups=num_groups, axis=-1, epsilon=epsilon, center=center, scale=scale, dtype=self.dtype
             )
             layer.build((None,) * (len(shape) - 1) + (shape[-1],))
             self.built[key] = layer
@@ -79,9 +87,13 @@ def _notes(backend: str, dtype: str) -> list[str]:
 
 
 class _KerasJax(JaxAdapter):
-    """The jax backend: the layer's stateless_call traced inside jax.jit, differentiated by jax.vjp."""
+    """The jax backend: the layer's stateless_call traced inside jax.jit, differentiated by jax.vjp.
 
-    static = ("num_groups", "eps")  # the layer, built before tracing, holds eps
+    eps is traced, as for Flax: the layer is built once for every eps, and each traced call sets its
+    ``epsilon`` to the traced scalar, which Keras adds to the variance (``ops.rsqrt(variance +
+    self.epsilon)``) as it would the float; the six eps of the cases share one program per shape
+    (tests/frameworks/test_jax_traced_eps.py checks the results bit for bit against eps compiled in).
+    """
 
     def __init__(self, keras: Any, notes: list[str], target: Any, dtype: str, options: dict[str, Any]):
         self.layers = _Layers(keras, dtype)
@@ -90,7 +102,7 @@ class _KerasJax(JaxAdapter):
 
     def _prepare(self, call: Call, inputs: dict[str, Any]) -> None:
         shape = channels_last(inputs["x"]).shape
-        self.layers.get(call.num_groups, call.eps, shape, "weight" in inputs, "bias" in inputs)
+        self.layers.get(call.num_groups, None, shape, "weight" in inputs, "bias" in inputs)
 
     def forward(self, call: Call, inputs: dict[str, Any]) -> dict[str, Any]:
         self._prepare(call, inputs)
@@ -105,8 +117,12 @@ class _KerasJax(JaxAdapter):
         return super().double_backward(call, inputs)
 
     def apply(self, x: Any, weight: Any, bias: Any, num_groups: int, eps: float) -> Any:
-        layer = self.layers.get(num_groups, eps, x.shape, weight is not None, bias is not None)
-        y, _ = layer.stateless_call(self.layers.variables(layer, weight, bias), [], x)
+        layer = self.layers.get(num_groups, None, x.shape, weight is not None, bias is not None)
+        layer.epsilon = eps  # traced (or a float where a subclass makes eps static)
+        try:
+            y, _ = layer.stateless_call(self.layers.variables(layer, weight, bias), [], x)
+        finally:  # no tracer is left on the layer after the trace
+            layer.epsilon = _PLACEHOLDER_EPS
         return y
 
 
