@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from exact_gn import exact_gn_rows, worst_relative_error
+from exact_gn import exact_double_grad_x, exact_gn_rows, worst_relative_error
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
@@ -55,29 +55,6 @@ def test_nnx_float16_offset_data() -> None:
         assert got[0][2] < -600, kwargs
 
 
-def _exact_double_grad_x(xs: list[float], dy: list[float], ggi: list[float], eps: float) -> list[float]:
-    """d/dx_j of sum_i ggi_i * dL/dx_i for one group with no affine, where dL/dx = (dy - mean(dy) - xhat *
-    mean(dy * xhat)) / sqrt(var + eps): the first-order gradient in mpmath at 60 digits, differentiated by
-    mpmath.diff (its step is chosen for that precision)."""
-    mpmath = pytest.importorskip("mpmath")
-    mp = mpmath.mp
-    mp.dps = 60
-    n = len(xs)
-    dyv, gv = [mp.mpf(v) for v in dy], [mp.mpf(v) for v in ggi]
-
-    def contracted(*x: object) -> object:
-        mean = mp.fsum(x) / n
-        var = mp.fsum((v - mean) ** 2 for v in x) / n
-        sigma = mp.sqrt(var + mp.mpf(eps))
-        xhat = [(v - mean) / sigma for v in x]
-        mdy = mp.fsum(dyv) / n
-        mdyx = mp.fsum(a * b for a, b in zip(dyv, xhat, strict=True)) / n
-        return mp.fsum(g * (d - mdy - h * mdyx) / sigma for g, d, h in zip(gv, dyv, xhat, strict=True))
-
-    point = [mp.mpf(float(v)) for v in xs]
-    return [float(mpmath.diff(contracted, point, tuple(int(i == j) for i in range(n)))) for j in range(n)]
-
-
 def test_float32_second_order_underflows_on_large_data() -> None:
     """linen and nnx: x = [[3e10, -1e11, 2e5]] float32 (rounded), G = 1, eps = 1e-5, no affine,
     use_fast_variance=False;
@@ -95,7 +72,7 @@ def test_float32_second_order_underflows_on_large_data() -> None:
     ggi = np.array([[1.0, -0.5, 0.25]], np.float32)
     kwargs = dict(num_groups=1, epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False)
     module = linen.GroupNorm(**kwargs)
-    exact = _exact_double_grad_x(x[0].tolist(), dy[0].tolist(), ggi[0].tolist(), 1e-5)
+    exact = exact_double_grad_x(x[0].tolist(), dy[0].tolist(), ggi[0].tolist(), 1e-5)
     scale = max(abs(v) for v in exact)
     assert scale > 1e-23  # the exact result is a normal float32 number
     for apply in (lambda v: module.apply({"params": {}}, v), nnx.GroupNorm(3, rngs=nnx.Rngs(0), **kwargs)):

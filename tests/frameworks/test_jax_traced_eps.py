@@ -1,7 +1,7 @@
-"""The Flax and Keras (jax backend) adapters trace eps (one compiled program serves every eps) instead of
-compiling it in: the outputs, gradients and second-order results must be those of the program with eps a
-constant, bit for bit, at every dtype, or the speed-up would change what is judged.  Each dtype runs in its
-own interpreter (float64 needs JAX's 64-bit mode, which is set once per process)."""
+"""The Flax, Equinox and Keras (jax backend) adapters trace eps (one compiled program serves every eps)
+instead of compiling it in: the outputs, gradients and second-order results must be those of the program
+with eps a constant, bit for bit, at every dtype, or the speed-up would change what is judged.  Each dtype
+runs in its own interpreter (float64 needs JAX's 64-bit mode, which is set once per process)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ if name.startswith("keras"):
     constant = Constant(traced.layers.keras, [], BY_NAME[name], dtype, options)
 else:
     cls = {"flax.linen.GroupNorm": jax_targets.FlaxLinenAdapter,
-           "flax.nnx.GroupNorm": jax_targets.FlaxNnxAdapter}[name]
+           "flax.nnx.GroupNorm": jax_targets.FlaxNnxAdapter,
+           "equinox.nn.GroupNorm": jax_targets.EquinoxAdapter}[name]
 
     class Constant(cls):
         static = ("num_groups", "eps")
@@ -76,7 +77,8 @@ print(json.dumps({"compared": compared, "differences": differences}))
     "name, dtype",
     [("flax.linen.GroupNorm", d) for d in ("float16", "bfloat16", "float32", "float64")]
     + [("flax.nnx.GroupNorm", "float32")]
-    + [("keras.layers.GroupNormalization", d) for d in ("float16", "bfloat16", "float32", "float64")],
+    + [("keras.layers.GroupNormalization", d) for d in ("float16", "bfloat16", "float32", "float64")]
+    + [("equinox.nn.GroupNorm", d) for d in ("float16", "bfloat16", "float32", "float64")],
 )
 def test_traced_eps_gives_the_constant_eps_results_bit_for_bit(name: str, dtype: str) -> None:
     framework = name.split(".")[0]
