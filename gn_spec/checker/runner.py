@@ -130,6 +130,7 @@ class _Tally:
     shrink_work: float = 0.0
     unexpressible: int = 0  # generated inputs the target cannot take (not judged), and the first of them
     first_unexpressible: tuple[Case, Outcome] | None = None
+    stop: BaseException | None = None  # the budget stop raised into Hypothesis, if one was
 
 
 def target_score(ratio: float) -> float:
@@ -266,11 +267,13 @@ def _run_property(
         if tally.last is None:
             tally.work += elements  # a property of weight above 1 may process that many times the work
             if tally.work > budget.work * max(weight, 1.0) and tally.cases:
-                raise _StopGenerating()
+                tally.stop = _StopGenerating()
+                raise tally.stop
         else:  # shrinking: the same budget for every weight (the two-call properties' elements count half)
             tally.shrink_work += elements * min(max(weight, 0.5), 1.0)
             if tally.shrink_work > budget.shrink_work:
-                raise _StopShrinking()
+                tally.stop = _StopShrinking()
+                raise tally.stop
         try:
             # the judging meets NaN and inf on purpose: no numpy RuntimeWarning may reach the user's console
             with np.errstate(all="ignore"):
@@ -314,12 +317,15 @@ def _run_property(
         tally.process_failures += outcome.process
         tally.hangs += outcome.headline == CALL_FAILURE_HEADLINES["timeout"]
         tally.last = (case, outcome)
-        if tally.failures > budget.shrink_failures or tally.process_failures > budget.process_failures:
-            raise _StopShrinking()
         # a hang ends the property: at most HANG_SHRINKS more hung calls go into shrinking it, none once the
         # run's hang budget is spent (each hung call costs a timeout and a worker restart)
-        if tally.hangs > (HANG_SHRINKS if probe.worker.hangs < HANG_BUDGET else 0):
-            raise _StopShrinking()
+        if (
+            tally.failures > budget.shrink_failures
+            or tally.process_failures > budget.process_failures
+            or tally.hangs > (HANG_SHRINKS if probe.worker.hangs < HANG_BUDGET else 0)
+        ):
+            tally.stop = _StopShrinking()
+            raise tally.stop
         raise _Failed(case, outcome)
 
     note = ""
@@ -328,7 +334,24 @@ def _run_property(
             check()
     except _Failed as exc:
         tally.last = (exc.case, exc.outcome)
-    except _StopShrinking:
+    except (_StopShrinking, _StopGenerating):
+        pass  # the budget stop, said below
+    except HypothesisException as exc:
+        # passed on no case: every input Hypothesis generated lay in a declared region (it gives up after a
+        # few hundred rejections with none accepted); the deviations report says how many were excluded
+        all_excluded = isinstance(exc, Unsatisfiable) and not tally.cases and any(counted.values())
+        if tally.stop is not None:
+            # our budget stop ended the run, and Hypothesis's bookkeeping objected to it: the stop ended an
+            # input before the draws that an earlier input with the same start went on to make, which
+            # Hypothesis reads as inconsistent generation. It is not: the stop stands, as if it had come out.
+            pass
+        elif all_excluded and tally.last is None:
+            pass
+        elif tally.last is None:
+            raise CheckerBug(f"property {spec.name}: Hypothesis failed: {exc!r}") from exc
+        else:
+            note = f" (Hypothesis: {type(exc).__name__}: the failure did not always recur)"
+    if isinstance(tally.stop, _StopShrinking):
         if tally.hangs:
             note = (
                 f" (a hang ends the property: shrinking stopped after {tally.hangs} hung calls; this is the "
@@ -336,18 +359,7 @@ def _run_property(
             )
         else:
             note = " (shrinking stopped early: its budget was spent; this is the smallest failure found)"
-    except _StopGenerating:
-        pass  # passed: the work budget ran out before the example budget
-    except HypothesisException as exc:
-        # passed on no case: every input Hypothesis generated lay in a declared region (it gives up after a
-        # few hundred rejections with none accepted); the deviations report says how many were excluded
-        all_excluded = isinstance(exc, Unsatisfiable) and not tally.cases and any(counted.values())
-        if all_excluded and tally.last is None:
-            pass
-        elif tally.last is None:
-            raise CheckerBug(f"property {spec.name}: Hypothesis failed: {exc!r}") from exc
-        else:
-            note = f" (Hypothesis: {type(exc).__name__}: the failure did not always recur)"
+    # a _StopGenerating: passed, the work budget ran out before the example budget
     seconds = time.perf_counter() - start
     if tally.unexpressible:
         note += (
