@@ -243,3 +243,24 @@ def test_a_target_without_a_second_order_says_why_not_that_properties_were_desel
     )
     why = builtins.BY_NAME["paddle.nn.functional.group_norm"].no_gradients
     assert report.verdict_text == f"conforms (forward and backward only: {why})"
+
+
+def test_the_closing_list_of_failures_keeps_parentheses_inside_a_sentence() -> None:
+    # the list once cut every message at its first " (": "shifting each" was all it said of shift_invariance
+    messages = {
+        "shift_invariance": "shifting each (sample, group) by a constant changed the output"
+        " (shift exponent 3)",
+        "forward_agreement": "the forward output disagrees with the reference beyond the error model",
+        "constant_groups_give_bias": "a constant (sample, group) block did not give the bias",
+    }
+    report = Report(
+        _config(),
+        [PropertyResult(n, n, "failed", 1, 2.0, 2.0, message=m, kind="wrong values")
+         for n, m in messages.items()],
+    )
+    out = io.StringIO()
+    write_table(report, out)
+    text = out.getvalue()
+    for name, message in messages.items():
+        said = message.removesuffix(" (shift exponent 3)")
+        assert f"  - {name} (wrong values): {said}\n" in text

@@ -577,6 +577,22 @@ def write_table(report: Report, out: TextIO) -> None:
 KNOWN_DEVIATIONS = {"torch": "examples/torch-2.13-deviations.toml"}
 
 
+def _without_trailing_details(message: str) -> str:
+    """``message`` without the parenthesized details at its end ("... changed the output (shift exponent 3)"
+    -> "... changed the output"); parentheses inside it ("each (sample, group) block") stay."""
+    text = message.rstrip()
+    while text.endswith(")"):
+        depth = 0
+        for i in range(len(text) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+        if depth != 0 or i == 0 or text[i - 1] != " ":
+            break  # unbalanced, or not a separate parenthesis: keep it
+        text = text[: i - 1].rstrip()
+    return text
+
+
 def _write_summary_of_failures(report: Report, out: TextIO) -> None:
     """The closing lines: one sentence per failure (what the target does, its kind), then how to accept the
     ones a project knows about, so that a first reader knows the verdict is on the target, not the tool."""
@@ -585,8 +601,8 @@ def _write_summary_of_failures(report: Report, out: TextIO) -> None:
     c = report.config
     out.write(f"\n{c.target.text} failed {len(report.failed)} properties:\n")
     for p in report.failed:
-        reason = p.message.split(" (")[0]
-        out.write(f"  - {p.name} ({p.kind}): {reason}\n")
+        first_line = (p.message.splitlines() or [""])[0]
+        out.write(f"  - {p.name} ({p.kind}): {_without_trailing_details(first_line)}\n")
     known = KNOWN_DEVIATIONS.get(c.target.text)
     where = f" ({known} in gn-spec's repository declares this target's known ones)" if known else ""
     out.write(
