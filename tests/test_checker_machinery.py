@@ -3,7 +3,7 @@ guard and restarts, and the exactness of the metamorphic transformations."""
 
 from __future__ import annotations
 
-import io
+import json
 import pickle
 from multiprocessing.connection import Pipe
 
@@ -76,15 +76,37 @@ def test_messages_round_trip_exactly() -> None:
 
 
 def test_the_parent_never_unpickles_what_the_worker_sends() -> None:
-    """An object array (a pickle inside .npy) from a hostile worker is refused, not loaded."""
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.array([object()], dtype=object), allow_pickle=True)
-    with pytest.raises(protocol.ProtocolError):
-        protocol.decode_array(buf.getvalue())
-    a, b = Pipe()
-    a.send_bytes(pickle.dumps({"type": "result"}))
-    with pytest.raises(protocol.ProtocolError, match="malformed header"):
-        protocol.recv_message(b)
+    """An object array (pointers, or a pickle) or a structured one from a hostile worker is refused, not
+    loaded; so are sizes that do not add up to the frame."""
+
+    def frame(wire: object, payload: bytes = b"") -> bytes:
+        head = json.dumps({"type": "result", "wire": wire}).encode()
+        return len(head).to_bytes(4, "big") + head + payload
+
+    refused = {
+        "object": (frame([["|O", [1]]], pickle.dumps(object())[:8]), "not allowed on the wire"),
+        "structured": (frame([["|V8", [1]]], bytes(8)), "not allowed on the wire"),
+        "too short": (frame([["<f8", [4]]], bytes(8)), "exceed the frame"),
+        "too long": (frame([["<f8", [1]]], bytes(16)), "bytes after the last array"),
+        "bad shape": (frame([["<f8", [-1]]], b""), "malformed array shape"),
+        "bad dtype": (frame([["no such dtype", [1]]], bytes(8)), "malformed array"),
+        "no list": (frame("x"), "a \"wire\" list"),
+        "pickle": (pickle.dumps({"type": "result"}), "malformed header"),
+    }
+    for data, message in refused.values():
+        with pytest.raises(protocol.ProtocolError, match=message):
+            protocol.decode_message(data)
+        a, b = Pipe()
+        a.send_bytes(data)
+        with pytest.raises(protocol.ProtocolError, match=message):
+            protocol.recv_message(b)
+
+
+def test_received_arrays_are_writable_copies() -> None:
+    # a target may write into its inputs (input_not_modified judges that): they must not be read-only views
+    header, (got,) = protocol.decode_message(protocol.encode_message({}, [np.arange(4.0)]))
+    got[0] = 7.0
+    assert header == {"n_arrays": 1} and got.tolist() == [7.0, 1.0, 2.0, 3.0]
 
 
 @settings(max_examples=200, deadline=None)
