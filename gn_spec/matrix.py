@@ -126,6 +126,9 @@ def run_row(row: Row, profile: str, seed: int, timeout: float | None, row_timeou
             "--json",
             path,
             "--quiet",
+            # one process a row: the matrix's own --jobs shares the CPUs among rows
+            "--jobs",
+            "1",
         ]
         start = time.perf_counter()
         try:

@@ -68,7 +68,11 @@ class Profile:
         """What the profile does, in counts (for ``--help``): never a promise of how long it takes."""
         lim = self.limits
         text = f"{self.name}: up to {self.budget.examples} cases a property"
-        text += "".join(f" ({w:g} times that for {name})" for name, w in self.budget.weights)
+        text += "".join(
+            f" ({w:g} times that for {name}, its large groups {w:g} times rarer)" if lim.large_every
+            else f" ({w:g} times that for {name})"
+            for name, w in self.budget.weights
+        )
         if lim.large_every:
             groups = f"{lim.large_min:.0e} to {lim.large_max:.1e}"
             text += f", one in {lim.large_every} with groups of {groups} elements"

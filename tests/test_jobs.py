@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,23 @@ import pytest
 from checker_helpers import gn_spec, implementation, target
 
 from gn_spec.checker import run_check
+from gn_spec.checker.options import AUTO_JOBS
+from gn_spec.checker.report import Report
+from gn_spec.checker.target import make_config, processes_for
 from gn_spec.checker.worker_process import HANG_BUDGET
 
 #: What differs between --jobs 1 and --jobs 2 and is no verdict: when and how long (the timestamp, the run's
 #: and each property's seconds), the command line (it names --jobs) and the environment's counters of worker
-#: starts and calls (each job process starts its own worker; the parent's makes no_tampering's call).
+#: starts and calls (each job process starts its own worker; the parent's makes no_tampering's call), and
+#: the number of processes with why --jobs auto chose it.
 RUN_MEASUREMENTS = (
     ("timestamp",),
     ("command",),
     ("summary", "seconds"),
     ("environment", "worker_starts"),
     ("environment", "calls"),
+    ("environment", "jobs"),
+    ("environment", "jobs_auto"),
     ("properties", "*", "seconds"),
 )
 
@@ -124,3 +132,44 @@ def test_run_check_refuses_a_bad_jobs_value() -> None:
 
     with pytest.raises(UsageError, match="--jobs 0"):
         run_check("torch", jobs=0)
+
+
+# ----------------------------------------------------------------------------------------------- --jobs auto
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 2), (16, 4)])
+def test_auto_shares_a_compiling_targets_properties_among_the_cpus(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, expected: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    # a target that compiles per shape, by its option (keras on jax does; the registry says why), at the
+    # default profile: one process per CPU, at most AUTO_JOBS
+    keras = "keras.layers.GroupNormalization"
+    compiled = make_config(keras, profile="default", target_options=["backend=jax"])
+    n, why = processes_for(compiled, "auto")
+    assert n == expected and (why != "") == (expected > 1)
+    assert "compiled for every new shape" in why or expected == 1
+    assert processes_for(replace(compiled, profile="thorough"), "auto")[0] == expected
+    # the quick profile, a target that compiles nothing, and a number given: as asked, or 1
+    assert processes_for(replace(compiled, profile="quick"), "auto") == (1, "")
+    assert processes_for(make_config("torch", profile="default"), "auto") == (1, "")
+    assert processes_for(compiled, 3) == (3, "")
+    assert AUTO_JOBS == 4
+
+
+def test_the_report_says_why_auto_shared_the_properties() -> None:
+    shared = {"jobs": 2, "jobs_auto": "it compiles; one process per CPU"}
+    report = Report(make_config("torch"), environment=shared)
+    assert report.target_lines()[0] == (
+        "processes: the properties shared among 2 checker processes, each with its own worker (--jobs auto: "
+        "it compiles; one process per CPU); --jobs 1 runs them in one"
+    )
+    alone = Report(make_config("torch"), environment={"jobs": 1, "jobs_auto": ""})
+    assert not any("processes" in ln for ln in alone.target_lines())
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "many", "2.5"])
+def test_jobs_takes_a_positive_number_or_auto(text: str) -> None:
+    result = gn_spec("check", "torch", "--jobs", text)
+    assert result.returncode == 2
+    assert f"invalid jobs {text!r}: expected a positive integer or auto" in result.stderr

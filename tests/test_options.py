@@ -145,7 +145,8 @@ def test_a_profile_weighs_only_registered_properties_and_its_help_says_how_much(
     for profile in PROFILES.values():
         for name, weight in profile.budget.weights:
             assert name in PROPERTY_NAMES and weight > 0, (profile.name, name)
-            assert f"({weight:g} times that for {name})" in profile_help
+            rarer = f", its large groups {weight:g} times rarer" if profile.limits.large_every else ""
+            assert f"({weight:g} times that for {name}{rarer})" in profile_help
     # the quick profile is a smoke run: no property weighs more there than registered
     assert PROFILES["quick"].budget.weights == ()
     assert dict(PROFILES["default"].budget.weights) == {"backward_agreement": 8.0}

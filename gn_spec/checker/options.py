@@ -145,6 +145,18 @@ class Option:
         return kwargs
 
 
+#: The most processes ``--jobs auto`` starts (each holds a framework and its compiled programs).
+AUTO_JOBS = 4
+
+
+def _jobs_text(text: str) -> int | str:
+    return "auto" if text == "auto" else _integer(text)
+
+
+def _jobs(value: Any) -> int | str:
+    return "auto" if value == "auto" else _positive_int(value)
+
+
 def _non_negative_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(value)
@@ -303,13 +315,15 @@ OPTIONS: tuple[Option, ...] = (
         "jobs",
         "run the properties in N processes, each with its own worker process of TARGET: the same verdicts, "
         "counterexamples and JSON report as with 1 (timings and call counters apart); the run's hang "
-        "budget (hung calls waited the full --timeout) is counted per process",
+        "budget (hung calls waited the full --timeout) is counted per process; auto: for a built-in "
+        f"target that compiles a program per shape (jax.jit), at a profile other than quick, one process "
+        f"per CPU up to {AUTO_JOBS} (their compilations run side by side), else 1",
         scope=RUN,
-        default=1,
-        convert=_integer,
-        normalize=_positive_int,
-        expected="a positive integer",
-        metavar="N",
+        default="auto",
+        convert=_jobs_text,
+        normalize=_jobs,
+        expected="a positive integer or auto",
+        metavar="N|auto",
     ),
     Option("json", "write a JSON report to PATH", scope=OUTPUT, metavar="PATH"),
     Option("junit_xml", "write a JUnit XML report to PATH", scope=OUTPUT, metavar="PATH"),

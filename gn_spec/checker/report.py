@@ -256,6 +256,12 @@ class Report:
         """What a built-in target's adapter called and did, and how the shapes were drawn where they came
         from a pool, for the report's header (empty otherwise)."""
         lines = self._shape_lines()
+        if self.environment.get("jobs_auto"):
+            n, why = self.environment["jobs"], self.environment["jobs_auto"]
+            lines.append(
+                f"processes: the properties shared among {n} checker processes, each with its own worker "
+                f"(--jobs auto: {why}); --jobs 1 runs them in one"
+            )
         builtin = self.builtin
         if builtin is None:
             return lines

@@ -74,7 +74,7 @@ from gn_spec.checker.report import (
     Report,
     format_ratio,
 )
-from gn_spec.checker.target import CheckConfig, UsageError, make_config
+from gn_spec.checker.target import CheckConfig, UsageError, make_config, processes_for
 from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
 from gn_spec.error_model import summation_class
 from gn_spec.formats import round_to
@@ -745,10 +745,11 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     """
     values = validated(options, [CONFIG, RUN], "run_check")
     properties = values.pop("properties")
-    jobs = values.pop("jobs")
+    jobs_given = values.pop("jobs")
     if values["seed"] is None:
         values["seed"] = random.SystemRandom().randrange(2**32)
     config = make_config(target, **values)
+    jobs, jobs_why = processes_for(config, jobs_given)
     seed = config.seed
     assert seed is not None
     specs = selected_properties(properties)
@@ -761,17 +762,20 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     # the properties other processes can run: all but the one that runs last (no_tampering judges every call
     # of the run, so it runs here, after the others, on what every process's worker saw)
     shared = [s for s in specs if not s.runs_last] if jobs > 1 else []
+    jobs = min(jobs, max(len(shared), 1))
     with WorkerProcess(config) as worker:
         hello = worker.start()
         if compiling is not None:
             compiling.wait()
         report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch", "adapter_notes")}
+        report.environment["jobs"] = jobs if len(shared) > 1 else 1
+        # why --jobs auto shared the properties ("" where it did not)
+        report.environment["jobs_auto"] = jobs_why if len(shared) > 1 else ""
         report.execution = execution_target(config, hello)
         probe = Probe(config, worker)
         results: dict[str, PropertyResult] = {}
         starts, calls, hangs = 0, 0, 0
         if len(shared) > 1:
-            jobs = min(jobs, len(shared))
             starts, calls, hangs = _run_in_processes(config, shared, specs, jobs, results, worker, progress)
         for i, spec in enumerate(specs, 1):
             if spec.name in results:

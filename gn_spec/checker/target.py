@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gn_spec.checker import builtins
-from gn_spec.checker.options import CONFIG, DEFAULT_TIMEOUT, options_in, validated
+from gn_spec.checker.options import AUTO_JOBS, CONFIG, DEFAULT_TIMEOUT, options_in, validated
 from gn_spec.checker.options import UsageError as UsageError  # its home was here; kept importable
 
 #: The pair of functions a ``--api cs231n`` target must define.
@@ -160,6 +160,24 @@ def compiles_per_shape(config: CheckConfig) -> str:
     if config.target.kind != "builtin":
         return ""
     return builtins.BY_NAME[config.target.location].compiles_with(config.target_options)
+
+
+def processes_for(config: CheckConfig, jobs: int | str) -> tuple[int, str]:
+    """How many processes run the properties (``--jobs``; auto resolved), and why auto chose more than one
+    ("" otherwise): a target that compiles per shape spends most of a run compiling, one program at a time
+    on one core, so at the default and thorough profiles its properties are shared among the CPUs (up to
+    AUTO_JOBS); the quick profile is too short to repay a second framework import."""
+    if jobs != "auto":
+        return int(jobs), ""
+    why = compiles_per_shape(config)
+    if not why or config.profile == "quick":
+        return 1, ""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    n = max(1, min(AUTO_JOBS, cpus))
+    return n, (f"{why}; one process per CPU, up to {AUTO_JOBS}" if n > 1 else "")
 
 
 def pooled_shapes(config: CheckConfig) -> bool:
