@@ -26,7 +26,7 @@ MEASUREMENTS = ("timestamp", "command")
 def _judged(report: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in report.items() if k not in MEASUREMENTS}
     out["summary"] = {k: v for k, v in report["summary"].items() if k != "seconds"}
-    counters = ("worker_starts", "calls", "jobs", "jobs_auto")
+    counters = ("worker_starts", "calls", "jobs", "jobs_auto", "shared_programs")
     out["environment"] = {k: v for k, v in report["environment"].items() if k not in counters}
     out["properties"] = [{k: v for k, v in p.items() if k != "seconds"} for p in report["properties"]]
     return out

@@ -26,7 +26,7 @@ from gn_spec.checker.worker_process import HANG_BUDGET
 #: What differs between --jobs 1 and --jobs 2 and is no verdict: when and how long (the timestamp, the run's
 #: and each property's seconds), the command line (it names --jobs) and the environment's counters of worker
 #: starts and calls (each job process starts its own worker; the parent's makes no_tampering's call), and
-#: the number of processes with why --jobs auto chose it.
+#: the number of processes with why --jobs auto chose it, and whether they shared compiled programs.
 RUN_MEASUREMENTS = (
     ("timestamp",),
     ("command",),
@@ -35,6 +35,7 @@ RUN_MEASUREMENTS = (
     ("environment", "calls"),
     ("environment", "jobs"),
     ("environment", "jobs_auto"),
+    ("environment", "shared_programs"),
     ("properties", "*", "seconds"),
 )
 
@@ -157,15 +158,21 @@ def test_auto_shares_a_compiling_targets_properties_among_the_cpus(
     assert AUTO_JOBS == 4
 
 
-def test_the_report_says_why_auto_shared_the_properties() -> None:
-    shared = {"jobs": 2, "jobs_auto": "it compiles; one process per CPU"}
-    report = Report(make_config("torch"), environment=shared)
-    assert report.target_lines()[0] == (
-        "processes: the properties shared among 2 checker processes, each with its own worker (--jobs auto: "
-        "it compiles; one process per CPU); --jobs 1 runs them in one"
-    )
-    alone = Report(make_config("torch"), environment={"jobs": 1, "jobs_auto": ""})
-    assert not any("processes" in ln for ln in alone.target_lines())
+def test_the_report_says_how_many_processes_shared_the_properties_and_why() -> None:
+    def line(**environment: object) -> list[str]:
+        return [ln for ln in Report(make_config("torch"), environment=environment).target_lines()
+                if ln.startswith("processes:")]
+
+    assert line(jobs=2, jobs_auto="it compiles; one process per CPU", shared_programs=True) == [
+        "processes: the properties shared among 2 checker processes, each with its own worker, which load "
+        "the programs another has compiled (JAX's compilation cache, in a temporary directory of the run) "
+        "(--jobs auto: it compiles; one process per CPU); --jobs 1 runs them in one"
+    ]
+    assert line(jobs=3, jobs_auto="", shared_programs=False) == [
+        "processes: the properties shared among 3 checker processes, each with its own worker; --jobs 1 runs "
+        "them in one"
+    ]
+    assert line(jobs=1, jobs_auto="", shared_programs=False) == []
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "many", "2.5"])

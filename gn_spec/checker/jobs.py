@@ -42,7 +42,7 @@ class JobResult:
 
 
 class _Job:
-    def __init__(self, config: CheckConfig) -> None:
+    def __init__(self, config: CheckConfig, compile_cache: str | None) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.proc = subprocess.Popen(
@@ -54,7 +54,7 @@ class _Job:
         os.close(from_child_w)
         self.send = Connection(to_child_w, readable=False)
         self.receive = Connection(from_child_r, writable=False)
-        self.send.send(config)
+        self.send.send((config, compile_cache))
         self.running: str | None = None
 
     def close(self) -> None:
@@ -79,10 +79,34 @@ class _Job:
 
 
 class JobProcesses:
-    """``jobs`` job processes for ``config``; :meth:`run` shares properties among them."""
+    """``jobs`` job processes for ``config``; :meth:`run` shares properties among them.
 
-    def __init__(self, config: CheckConfig, jobs: int) -> None:
-        self.config, self.jobs = config, jobs
+    :meth:`start` spawns them (each then starts its worker, which imports the target) and returns at once,
+    so that the caller can start its own worker meanwhile; :meth:`run` starts them if that was not done.
+    Used as a context manager, the processes are stopped on the way out (closed if :meth:`run` finished).
+    """
+
+    def __init__(self, config: CheckConfig, jobs: int, compile_cache: str | None = None) -> None:
+        self.config, self.jobs, self.compile_cache = config, jobs, compile_cache
+        self.started: list[_Job] = []
+        self.clean = False
+
+    def start(self, properties: int) -> None:
+        """Spawn as many processes as ``properties`` can use (at most ``jobs``)."""
+        if not self.started:
+            self.started = [_Job(self.config, self.compile_cache) for _ in range(min(self.jobs, properties))]
+
+    def __enter__(self) -> JobProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Close the processes (after a finished run) or end them now (otherwise)."""
+        jobs, self.started = self.started, []
+        for job in jobs:
+            job.close() if self.clean else job.stop()
 
     def run(self, names: list[str]) -> Iterator[JobResult]:
         """Run the properties ``names`` (whichever process is free takes the next); yields each result as
@@ -91,8 +115,9 @@ class JobProcesses:
         from gn_spec.checker.runner import CheckerBug
 
         queue = list(names)
-        jobs = [_Job(self.config) for _ in range(min(self.jobs, len(queue)))]
-        clean = False
+        self.start(len(queue))
+        jobs = self.started
+        self.clean = False
         try:
             for job in jobs:
                 job.running = queue.pop(0)
@@ -116,10 +141,9 @@ class JobProcesses:
                     if job.running is not None:
                         job.send.send(job.running)
                     yield payload
-            clean = True
+            self.clean = True
         finally:
-            for job in jobs:
-                job.close() if clean else job.stop()
+            self.stop()
 
 
 def _serve(conn_in: Connection, conn_out: Connection) -> None:
@@ -128,10 +152,12 @@ def _serve(conn_in: Connection, conn_out: Connection) -> None:
     from gn_spec.checker.runner import CheckerBug, run_property, selected_properties
     from gn_spec.checker.worker_process import WorkerProcess
 
-    config: CheckConfig = conn_in.recv()
+    config: CheckConfig
+    compile_cache: str | None
+    config, compile_cache = conn_in.recv()
     assert config.seed is not None
     deviations = for_config(config)
-    with WorkerProcess(config) as worker:
+    with WorkerProcess(config, compile_cache) as worker:
         _WORKER.append(worker)
         probe = Probe(config, worker)
         while True:

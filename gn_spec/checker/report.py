@@ -256,11 +256,16 @@ class Report:
         """What a built-in target's adapter called and did, and how the shapes were drawn where they came
         from a pool, for the report's header (empty otherwise)."""
         lines = self._shape_lines()
-        if self.environment.get("jobs_auto"):
-            n, why = self.environment["jobs"], self.environment["jobs_auto"]
+        if self.environment.get("jobs", 1) > 1:
+            n, why = self.environment["jobs"], self.environment.get("jobs_auto")
+            shared = (
+                ", which load the programs another has compiled (JAX's compilation cache, in a temporary "
+                "directory of the run)" if self.environment.get("shared_programs") else ""
+            )
+            auto = f" (--jobs auto: {why})" if why else ""
             lines.append(
-                f"processes: the properties shared among {n} checker processes, each with its own worker "
-                f"(--jobs auto: {why}); --jobs 1 runs them in one"
+                f"processes: the properties shared among {n} checker processes, each with its own worker"
+                f"{shared}{auto}; --jobs 1 runs them in one"
             )
         builtin = self.builtin
         if builtin is None:

@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import math
 import random
+import tempfile
 import time
 import warnings
 import zlib
@@ -55,6 +56,7 @@ from gn_spec.checker.deviations import (
     for_config,
 )
 from gn_spec.checker.failure_kinds import KINDS
+from gn_spec.checker.jobs import JobProcesses
 from gn_spec.checker.options import CONFIG, RUN, signature_with_options, validated
 from gn_spec.checker.probe import Probe
 from gn_spec.checker.property_framework import (
@@ -74,7 +76,7 @@ from gn_spec.checker.report import (
     Report,
     format_ratio,
 )
-from gn_spec.checker.target import CheckConfig, UsageError, make_config, processes_for
+from gn_spec.checker.target import CheckConfig, UsageError, compiles_per_shape, make_config, processes_for
 from gn_spec.checker.worker_process import HANG_BUDGET, WorkerProcess
 from gn_spec.error_model import summation_class
 from gn_spec.formats import round_to
@@ -634,8 +636,10 @@ def _with_deviations(
 ) -> PropertyResult:
     """``result`` with what became of each declared deviation that covers the property: counts, an expected
     failure, and the strict re-check of each region (run here, right after the property's main run, so that
-    ``no_tampering``, which runs last, still watches its calls)."""
+    ``no_tampering``, which runs last, still watches its calls).  Its seconds are the property's whole time
+    from ``start``: the shrinking, the last passes over a failure and the re-checks included."""
     if not active:
+        result.seconds = time.perf_counter() - start
         return result
     failed_kind = result.kind if result.failed else ""
     for d in active:
@@ -763,7 +767,16 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     # of the run, so it runs here, after the others, on what every process's worker saw)
     shared = [s for s in specs if not s.runs_last] if jobs > 1 else []
     jobs = min(jobs, max(len(shared), 1))
-    with WorkerProcess(config) as worker:
+    # the processes' workers share their compiled programs (a target that compiles per shape): a program
+    # one has compiled, the others load
+    programs = (
+        tempfile.TemporaryDirectory(prefix="gn-spec-programs-")
+        if len(shared) > 1 and compiles_per_shape(config)
+        else contextlib.nullcontext(None)
+    )
+    with programs as cache, JobProcesses(config, jobs, cache) as pool, WorkerProcess(config, cache) as worker:
+        if len(shared) > 1:  # their workers import the target while this process's does
+            pool.start(len(shared))
         hello = worker.start()
         if compiling is not None:
             compiling.wait()
@@ -771,12 +784,13 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
         report.environment["jobs"] = jobs if len(shared) > 1 else 1
         # why --jobs auto shared the properties ("" where it did not)
         report.environment["jobs_auto"] = jobs_why if len(shared) > 1 else ""
+        report.environment["shared_programs"] = cache is not None
         report.execution = execution_target(config, hello)
         probe = Probe(config, worker)
         results: dict[str, PropertyResult] = {}
         starts, calls, hangs = 0, 0, 0
         if len(shared) > 1:
-            starts, calls, hangs = _run_in_processes(config, shared, specs, jobs, results, worker, progress)
+            starts, calls, hangs = _run_in_processes(pool, shared, specs, results, worker, progress)
         for i, spec in enumerate(specs, 1):
             if spec.name in results:
                 continue
@@ -792,17 +806,24 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     return report
 
 
+def dispatch_order(specs: list[PropertySpec], profile: str) -> list[PropertySpec]:
+    """The order in which job processes take properties: the dearest first, so that the run does not end
+    with one process busy on a long property while the others idle.  Dearest is estimated, not measured:
+    those that call a backward or second order first (their programs compile slowest), then by weight in
+    the profile; the catalogue's order otherwise (the report keeps the catalogue's order whatever this is)."""
+    return sorted(specs, key=lambda s: (s.checks == ("forward",), -s.weight_in(profile)))
+
+
 def _run_in_processes(
-    config: CheckConfig,
+    pool: JobProcesses,
     shared: list[PropertySpec],
     specs: list[PropertySpec],
-    jobs: int,
     results: dict[str, PropertyResult],
     worker: WorkerProcess,
     progress: TextIO | None,
 ) -> tuple[int, int, int]:
-    """Run the ``shared`` properties in ``jobs`` processes of the checker (:mod:`gn_spec.checker.jobs`),
-    each with its own worker of the target, and put their results in ``results``.
+    """Run the ``shared`` properties in the job processes of ``pool`` (:mod:`gn_spec.checker.jobs`), each
+    with its own worker of the target, and put their results in ``results``.
 
     Then ``worker`` (this process's, idle meanwhile) takes over what theirs saw, for ``no_tampering``, which
     runs here afterwards: the tampering each property's calls revealed, in catalogue order (so that it judges
@@ -811,12 +832,10 @@ def _run_in_processes(
     target answered no call and hung :data:`HANG_BUDGET` times).  Returns the worker starts, calls and hung
     calls of the job processes.
     """
-    from gn_spec.checker.jobs import JobProcesses
-
     place = {s.name: i for i, s in enumerate(specs, 1)}
     seen: dict[str, dict[str, str]] = {}
     starts = calls = hangs = 0
-    for done in JobProcesses(config, jobs).run([s.name for s in shared]):
+    for done in pool.run([s.name for s in dispatch_order(shared, pool.config.profile)]):
         result = done.result
         results[result.name] = result
         seen[result.name] = done.tampered

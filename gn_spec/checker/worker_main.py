@@ -199,6 +199,23 @@ def load_adapter(init: dict[str, Any]) -> Any:
     return adapters.NumpyAdapter(fn, dtype, memory_format)
 
 
+def share_compiled_programs(directory: str) -> None:
+    """Let JAX keep every program it compiles in ``directory`` and look there before compiling (its
+    persistent compilation cache; other frameworks are not affected): the run's worker processes share the
+    directory, so a program compiled by one is loaded, not compiled again, by the others.  A loaded program
+    is the compiled executable itself, so the results are the same bits."""
+    settings = {
+        "jax_compilation_cache_dir": directory,
+        "jax_persistent_cache_min_compile_time_secs": 0,  # the default keeps only programs over 1 s
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    for name, value in settings.items():
+        os.environ[name.upper()] = str(value)  # read when jax is imported
+    if "jax" in sys.modules:  # pragma: no cover - the adapters import jax after this
+        for name, value in settings.items():
+            sys.modules["jax"].config.update(name, value)
+
+
 def _builtin_adapter(init: dict[str, Any]) -> Any:
     """The adapter of a built-in target (:mod:`gn_spec.checker.builtins`), its framework imported here."""
     from gn_spec.checker import builtins
@@ -213,6 +230,8 @@ def _builtin_adapter(init: dict[str, Any]) -> Any:
             f"TARGET {target.name}: importing its framework failed ({exc}); {builtins.install_hint(target)}",
         ) from None
     factory = getattr(module, attribute)
+    if init.get("compile_cache"):
+        share_compiled_programs(init["compile_cache"])
     options = builtins.typed_options(target, init.get("target_options", ()))
     dtype, device, memory_format = init["dtype"], init["device"], init["memory_format"]
     if target.api == "torch":  # a function with F.group_norm's signature, driven by torch.autograd

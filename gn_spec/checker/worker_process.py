@@ -100,8 +100,11 @@ def describe_exit(returncode: int | None) -> str:
 class WorkerProcess:
     """The parent's handle on a restartable worker process for one check configuration."""
 
-    def __init__(self, config: CheckConfig) -> None:
+    def __init__(self, config: CheckConfig, compile_cache: str | None = None) -> None:
         self.config = config
+        #: a directory the run's workers share their compiled programs through (JAX's persistent
+        #: compilation cache, for the JAX-based targets), or None
+        self.compile_cache = compile_cache
         self.proc: subprocess.Popen[bytes] | None = None
         self.conn_in: Connection | None = None
         self.conn_out: Connection | None = None
@@ -158,6 +161,7 @@ class WorkerProcess:
             "device": self.config.device,
             "memory_format": self.config.memory_format,
             "target_options": list(self.config.target_options),
+            "compile_cache": self.compile_cache,
         }
         try:
             protocol.send_message(self.conn_out, init)
