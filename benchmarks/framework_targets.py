@@ -4,7 +4,8 @@ Two tables:
 
 1. one `gn-spec check NAME --seed 0 --quiet --json ...` per target (a subprocess, as a user runs it): wall
    seconds, judged cases, verdict, seconds per case; the JAX-based targets with their default `--shapes
-   auto` (one pool of shapes per seed) and, in the rows marked shapes=free, with every shape drawn anew;
+   auto` (one pool of shapes per seed) and `--jobs auto` (one process per CPU at the default profile), in the
+   rows marked shapes=free with every shape drawn anew, in those marked jobs=1 in one process;
 2. the adapter alone, in a fresh interpreter per target: its import (constructing the adapter imports the
    framework), its first call, then the median call on a shape not met before (jax.jit compiles one program
    per shape) and the median repeat of a shape already met, for each operation, over 20 small shapes like the
@@ -25,11 +26,13 @@ import time
 
 TARGETS = {
     "flax.linen.GroupNorm": (),
+    "flax.linen.GroupNorm jobs=1": ("--jobs", "1"),
     "flax.linen.GroupNorm shapes=free": ("--shapes", "free"),
     "flax.linen.GroupNorm use_fast_variance=false": ("--target-option", "use_fast_variance=false"),
     "flax.nnx.GroupNorm": (),
     "equinox.nn.GroupNorm": (),
     "keras.layers.GroupNormalization backend=jax": ("--target-option", "backend=jax"),
+    "keras.layers.GroupNormalization backend=jax jobs=1": ("--target-option", "backend=jax", "--jobs", "1"),
     "keras.layers.GroupNormalization backend=jax shapes=free": ("--target-option", "backend=jax", "--shapes",
                                                                 "free"),
     "keras.layers.GroupNormalization backend=torch": ("--target-option", "backend=torch"),
