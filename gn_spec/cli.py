@@ -87,11 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--seed", type=int, default=0, help="each row's seed (default: 0)")
     matrix.add_argument("--timeout", type=float, help="per-call timeout of each row's check (default: each "
                         "target's, as gn-spec check sets it)")
+    matrix.add_argument(
+        "--quick-targets", nargs="+", metavar="NAME", default=(),
+        help="run these targets' rows at the quick profile (targets too slow for the matrix's: the table "
+        "says which)",
+    )
     matrix.add_argument("--row-timeout", type=float, default=1800.0, help="seconds one row may take")
     matrix.add_argument("--jobs", type=int, default=1, help="rows run at a time (default: 1)")
     matrix.add_argument("--markdown", metavar="PATH", help="write the table as Markdown to PATH")
     matrix.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH")
     matrix.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    matrix.add_argument(
+        "--from-json", metavar="PATH",
+        help="run nothing: re-render the matrix of a --json file (its findings looked up anew)",
+    )
     derive = sub.add_parser(
         "derive", help="run the SymPy derivations (python -m gn_spec.derivations)", add_help=False
     )
@@ -157,20 +166,31 @@ def run_matrix_command(args: argparse.Namespace, argv: list[str]) -> int:
         for path in (args.markdown, args.json):
             if path is not None:
                 _check_writable(path)
-        rows, skipped = matrix.plan(args.targets, args.dtypes)
+        if args.from_json is not None:
+            rows, skipped, head = matrix.rows_from_json(_read_matrix_json(args.from_json))
+        else:
+            rows, skipped = matrix.plan(args.targets, args.dtypes)
+            planned = {r.target for r in rows} | {s.split(":")[0] for s in skipped}
+            unknown = sorted(set(args.quick_targets) - planned)
+            if unknown:
+                raise UsageError(f"--quick-targets {unknown}: not among the matrix's targets")
+            for r in rows:
+                if r.target in args.quick_targets:
+                    r.profile = "quick"
     except UsageError as exc:
         print(f"gn-spec matrix: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    progress = None if args.quiet else sys.stderr
-    if progress is not None:
-        print(f"gn-spec matrix: {len(rows)} rows, {args.jobs} at a time", file=progress)
-        for line in skipped:
-            print(f"  left out: {line}", file=progress)
-    matrix.run_matrix(
-        rows, profile=args.profile, seed=args.seed, timeout=args.timeout, jobs=args.jobs,
-        row_timeout=args.row_timeout, progress=progress,
-    )
-    head = matrix.header(argv, args.profile, args.seed)
+    if args.from_json is None:
+        progress = None if args.quiet else sys.stderr
+        if progress is not None:
+            print(f"gn-spec matrix: {len(rows)} rows, {args.jobs} at a time", file=progress)
+            for line in skipped:
+                print(f"  left out: {line}", file=progress)
+        matrix.run_matrix(
+            rows, profile=args.profile, seed=args.seed, timeout=args.timeout, jobs=args.jobs,
+            row_timeout=args.row_timeout, progress=progress,
+        )
+        head = matrix.header(argv, args.profile, args.seed)
     text = matrix.markdown(rows, skipped, head)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as f:
@@ -182,6 +202,20 @@ def run_matrix_command(args: argparse.Namespace, argv: list[str]) -> int:
             json.dump(matrix.to_json(rows, skipped, head), f, indent=2)
             f.write("\n")
     return 1 if any(r.error for r in rows) else 0
+
+
+def _read_matrix_json(path: str) -> dict:
+    """A matrix JSON document (``gn-spec matrix --json``), or a UsageError naming what is wrong with it."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--from-json {path}: cannot read a matrix JSON document ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list) or "command" not in doc:
+        raise UsageError(f"--from-json {path}: not a matrix JSON document (no 'rows' list and 'command')")
+    return doc
 
 
 def list_targets(as_json: bool) -> int:

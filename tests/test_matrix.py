@@ -105,3 +105,28 @@ def test_a_matrix_run_gives_every_row_a_verdict(tmp_path: Path) -> None:
     assert all(r["verdict"] and not r["error"] for r in rows)
     text = md.read_text()
     assert text.count("| torch.nn.GroupNorm |") == 2 and "single_value_groups (refused valid input)" in text
+    # each failure names the test that confirms it with torch alone, in the JSON and in the table
+    for r in rows:
+        refusal = next(f for f in r["findings"] if f["property"] == "single_value_groups")
+        assert refusal["test"].endswith("::test_torch_conforms_on_cpu_except_its_two_refusals")
+    assert text.count("| test_torch_conforms_on_cpu_except_its_two_refusals |") == 2
+    # --from-json renders the same table from the JSON alone
+    again = tmp_path / "again.md"
+    result = gn_spec("matrix", "--from-json", str(js), "--markdown", str(again), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert again.read_text() == text
+
+
+def test_a_quick_targets_row_says_it_ran_at_the_quick_profile() -> None:
+    slow = matrix.Row("tinygrad.nn.GroupNorm", (), "float16", verdict="conforms", profile="quick")
+    usual = matrix.Row("torch", (), "float16", verdict="conforms", profile="default")
+    text = matrix.markdown([usual, slow], [], matrix.header(["--profile", "default"], "default", 0))
+    assert "(profile default, seed 0; the rows of tinygrad.nn.GroupNorm at the quick profile)" in text
+    assert "| tinygrad.nn.GroupNorm |  | - | float16 (quick) | conforms |" in text
+    assert "| torch |  | - | float16 | conforms |" in text
+
+
+def test_quick_targets_must_be_among_the_matrixs(tmp_path: Path) -> None:
+    result = gn_spec("matrix", "--targets", "torch", "--quick-targets", "tinygrad.nn.GroupNorm", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--quick-targets ['tinygrad.nn.GroupNorm']: not among the matrix's targets" in result.stderr
