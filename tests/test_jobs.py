@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from checker_helpers import gn_spec, implementation, target
 
-from gn_spec.checker import run_check
+from gn_spec.checker import builtins, run_check
 from gn_spec.checker.options import AUTO_JOBS
 from gn_spec.checker.report import Report
 from gn_spec.checker.target import make_config, processes_for
@@ -143,6 +143,8 @@ def test_auto_shares_a_compiling_targets_properties_among_the_cpus(
     monkeypatch: pytest.MonkeyPatch, cpus: int, expected: int
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    # as if keras and jax were installed (the py env has neither; only the registry is read here)
+    monkeypatch.setattr(builtins, "installed_version", lambda distribution: "1")
     # a target that compiles per shape, by its option (keras on jax does; the registry says why), at the
     # default profile: one process per CPU, at most AUTO_JOBS
     keras = "keras.layers.GroupNormalization"
