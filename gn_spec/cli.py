@@ -169,14 +169,7 @@ def run_matrix_command(args: argparse.Namespace, argv: list[str]) -> int:
         if args.from_json is not None:
             rows, skipped, head = matrix.rows_from_json(_read_matrix_json(args.from_json))
         else:
-            rows, skipped = matrix.plan(args.targets, args.dtypes)
-            planned = {r.target for r in rows} | {s.split(":")[0] for s in skipped}
-            unknown = sorted(set(args.quick_targets) - planned)
-            if unknown:
-                raise UsageError(f"--quick-targets {unknown}: not among the matrix's targets")
-            for r in rows:
-                if r.target in args.quick_targets:
-                    r.profile = "quick"
+            rows, skipped = matrix.plan(args.targets, args.dtypes, args.quick_targets)
     except UsageError as exc:
         print(f"gn-spec matrix: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gn_spec.checker.failure_kinds import NON_FINITE, REFUSED, UNEXPRESSIBLE, WRONG_VALUES
+
 _FW = "tests/frameworks/"
 
 
@@ -58,10 +60,6 @@ class Finding:
         return self.test.rpartition("::")[2] if self.test else f"unconfirmed: {self.unconfirmed}"
 
 
-REFUSED = "refused valid input"
-NONFINITE = "non-finite where finite is exact"
-WRONG = "wrong values"
-UNEXPRESSIBLE = "cannot express valid input"
 _ONE_PASS = ("forward_agreement", "shift_invariance", "spatial_permutation_equivariance", "scaling_identity",
              "constant_groups_give_bias", "single_value_groups", "batch_independence")
 #: The targets that OpenVINO runs (the ONNX ones with runtime=openvino).
@@ -94,7 +92,7 @@ FINDINGS: tuple[Finding, ...] = (
             test="tests/test_torch_findings.py::test_torch_float16_backward_is_nan_where_the_saved_rstd_overflows",
             dtypes=("float16",),
             properties=("backward_agreement", "second_order_agreement", "input_not_modified"),
-            kinds=(NONFINITE, WRONG),
+            kinds=(NON_FINITE, WRONG_VALUES),
         )
         for name in ("torch", "torch.nn.GroupNorm")
     ),
@@ -115,7 +113,7 @@ FINDINGS: tuple[Finding, ...] = (
             test="tests/test_error_model.py::test_pytorch_cpu_grad_bias_of_a_long_channel",
             dtypes=("float32", "float64"),
             properties=("backward_agreement",),
-            kinds=(WRONG,),
+            kinds=(WRONG_VALUES,),
         )
         for name in ("torch", "torch.nn.GroupNorm")
     ),
@@ -184,7 +182,7 @@ FINDINGS: tuple[Finding, ...] = (
             "no framework-alone test shows it beyond the bound",
             options=("use_fast_variance=false",),
             dtypes=("float32", "float64"),
-            kinds=(WRONG,),
+            kinds=(WRONG_VALUES,),
         )
         for name in ("flax.linen.GroupNorm", "flax.nnx.GroupNorm")
     ),
@@ -203,7 +201,7 @@ FINDINGS: tuple[Finding, ...] = (
         "Equinox-alone test yet",
         dtypes=("float16", "bfloat16"),
         properties=("backward_agreement",),
-        kinds=(WRONG,),
+        kinds=(WRONG_VALUES,),
     ),
     *(
         Finding(
@@ -216,7 +214,7 @@ FINDINGS: tuple[Finding, ...] = (
             options=options,
             dtypes=("float16",),
             properties=("backward_agreement",),
-            kinds=(NONFINITE,),
+            kinds=(NON_FINITE,),
         )
         for name, options in (("keras.layers.GroupNormalization", ("backend=jax",)),
                               ("mlx.nn.GroupNorm", ("pytorch_compatible=true",)))
@@ -272,7 +270,7 @@ FINDINGS: tuple[Finding, ...] = (
         "framework-alone test shows it beyond the bound",
         options=("backend=jax",),
         dtypes=("float32",),
-        kinds=(WRONG,),
+        kinds=(WRONG_VALUES,),
     ),
     # ------------------------------------------------------------------------------------------------- ONNX
     Finding(
@@ -383,7 +381,7 @@ FINDINGS: tuple[Finding, ...] = (
         "float16 forward wrong at a small variance (a subnormal mean flushed to 0)",
         test=f"{_FW}test_tinygrad_findings.py::test_float16_small_variance_forward_wrong",
         dtypes=("float16",),
-        kinds=(WRONG,),
+        kinds=(WRONG_VALUES,),
     ),
     Finding(
         "tinygrad.nn.GroupNorm",

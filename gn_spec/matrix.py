@@ -87,13 +87,17 @@ def dtypes_of(target: BuiltinTarget, options: Sequence[str]) -> list[str]:
 
 
 def plan(
-    targets: Sequence[str] | None = None, dtypes: Sequence[str] | None = None
+    targets: Sequence[str] | None = None, dtypes: Sequence[str] | None = None, quick: Sequence[str] = ()
 ) -> tuple[list[Row], list[str]]:
-    """The rows to run (installed targets only) and a line per target left out, saying why."""
+    """The rows to run (installed targets only) and a line per target left out, saying why; the rows of the
+    ``quick`` targets (``--quick-targets``) run at the quick profile, the others at the matrix's."""
     names = list(targets) if targets else [t.name for t in BUILTINS]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise UsageError(f"unknown targets {unknown}; the built-in targets: {', '.join(BY_NAME)}")
+    stray = sorted(set(quick) - set(names))
+    if stray:
+        raise UsageError(f"--quick-targets {stray}: not among the matrix's targets")
     rows, skipped = [], []
     for name in names:
         t = BY_NAME[name]
@@ -107,9 +111,8 @@ def plan(
         for options in variants(t):
             for dtype in dtypes_of(t, options):
                 if dtypes is None or dtype in dtypes:
-                    rows.append(
-                        Row(name, options, dtype, version=builtins.installed_version(t.framework) or "")
-                    )
+                    version = builtins.installed_version(t.framework) or ""
+                    rows.append(Row(name, options, dtype, version, profile="quick" if name in quick else ""))
     return rows, skipped
 
 

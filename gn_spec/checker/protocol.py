@@ -65,11 +65,11 @@ def decode_message(frame: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
     arrays, offset = [], 4 + length
     for entry in meta:
         dtype, shape = _array_meta(entry)
-        size = math.prod(shape) * dtype.itemsize
-        if offset + size > len(view):
+        count = math.prod(shape)
+        if offset + count * dtype.itemsize > len(view):
             raise ProtocolError("the arrays' sizes exceed the frame")
-        arrays.append(np.frombuffer(view, dtype, math.prod(shape), offset).reshape(shape).copy())
-        offset += size
+        arrays.append(np.frombuffer(view, dtype, count, offset).reshape(shape).copy())
+        offset += count * dtype.itemsize
     if offset != len(view):
         raise ProtocolError(f"{len(view) - offset} bytes after the last array")
     header["n_arrays"] = len(arrays)

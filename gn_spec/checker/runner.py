@@ -766,30 +766,30 @@ def run_check(target: str, *, progress: TextIO | None = None, **options: Any) ->
     # the properties other processes can run: all but the one that runs last (no_tampering judges every call
     # of the run, so it runs here, after the others, on what every process's worker saw)
     shared = [s for s in specs if not s.runs_last] if jobs > 1 else []
-    jobs = min(jobs, max(len(shared), 1))
+    jobs = min(jobs, len(shared)) if len(shared) > 1 else 1  # more than 1: the properties are shared
     # the processes' workers share their compiled programs (a target that compiles per shape): a program
     # one has compiled, the others load
     programs = (
         tempfile.TemporaryDirectory(prefix="gn-spec-programs-")
-        if len(shared) > 1 and compiles_per_shape(config)
+        if jobs > 1 and compiles_per_shape(config)
         else contextlib.nullcontext(None)
     )
     with programs as cache, JobProcesses(config, jobs, cache) as pool, WorkerProcess(config, cache) as worker:
-        if len(shared) > 1:  # their workers import the target while this process's does
+        if jobs > 1:  # their workers import the target while this process's does
             pool.start(len(shared))
         hello = worker.start()
         if compiling is not None:
             compiling.wait()
         report.environment = {k: hello.get(k) for k in ("python", "numpy", "torch", "adapter_notes")}
-        report.environment["jobs"] = jobs if len(shared) > 1 else 1
+        report.environment["jobs"] = jobs
         # why --jobs auto shared the properties ("" where it did not)
-        report.environment["jobs_auto"] = jobs_why if len(shared) > 1 else ""
+        report.environment["jobs_auto"] = jobs_why if jobs > 1 else ""
         report.environment["shared_programs"] = cache is not None
         report.execution = execution_target(config, hello)
         probe = Probe(config, worker)
         results: dict[str, PropertyResult] = {}
         starts, calls, hangs = 0, 0, 0
-        if len(shared) > 1:
+        if jobs > 1:
             starts, calls, hangs = _run_in_processes(pool, shared, specs, results, worker, progress)
         for i, spec in enumerate(specs, 1):
             if spec.name in results:
